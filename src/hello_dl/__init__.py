@@ -1,0 +1,14 @@
+"""Hello, World! deep learning in medical imaging: a teaching kit.
+
+The package holds all the logic; the numbered notebooks are lessons that call it.
+Modules, one job each: settings → data (fetch, dataset, split, dicom, images, pipeline)
+→ model (weights, model) → train → evaluate / explain → plots, plus the command line.
+"""
+
+import os
+
+# TensorFlow's C++ start-up chatter (CUDA probing, CPU instruction notes) frightens newcomers
+# and says nothing they can act on; keep warnings and errors. Set before TensorFlow is imported.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+__version__ = "0.1.0"

@@ -1,0 +1,197 @@
+"""The ``hello-dl`` command: thin wrappers over the package, one subcommand per step.
+
+Every subcommand accepts ``--profile`` and ``--set KEY=VALUE`` (repeatable), the same knobs
+as the ``HELLO_DL_*`` environment variables, so a step run from the shell and the same step
+run from a notebook use the same settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from hello_dl.errors import HelloDLError
+from hello_dl.settings import Settings, load_settings
+
+
+class UserError(HelloDLError):
+    """A command-line usage problem the user can fix."""
+
+
+def _parse_sets(pairs: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise UserError(f"--set expects KEY=VALUE, got {pair!r} (for example --set image_size=150).")
+        key, value = pair.split("=", 1)
+        out[key.strip().lower().replace("-", "_")] = value
+    return out
+
+
+def _settings(args: argparse.Namespace, **extra: object) -> Settings:
+    overrides = _parse_sets(args.set or [])
+    overrides.update({k: v for k, v in extra.items() if v is not None})
+    return load_settings(args.profile, **overrides)
+
+
+# --- subcommands ---------------------------------------------------------------------------
+def cmd_env(args: argparse.Namespace) -> int:
+    from hello_dl import environment
+
+    print(environment.report(_settings(args)))
+    return 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    print(settings.to_json() if args.json else settings)
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from hello_dl import fetch
+
+    settings = _settings(args, data_source=args.source, data_dir=args.data_dir)
+    if not args.weights_only:
+        folder = fetch.fetch_data(settings)
+        print(f"Data ready and verified in {folder}")
+    if args.weights or args.weights_only:
+        from hello_dl import weights
+
+        path = weights.prefetch_weights(settings)
+        print(f"Pretrained weights ready: {path}")
+    return 0
+
+
+def cmd_data_summary(args: argparse.Namespace) -> int:
+    from hello_dl import dataset
+
+    settings = _settings(args, data_dir=args.data_dir)
+    print(dataset.summarize(settings).format())
+    return 0
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    from hello_dl import split
+
+    settings = _settings(args)
+    result = split.split_folder(Path(args.source), Path(args.destination), settings)
+    print(result.format())
+    return 0
+
+
+def cmd_dicom_to_png(args: argparse.Namespace) -> int:
+    from hello_dl import dicom
+
+    written = dicom.convert_folder(Path(args.source), Path(args.destination))
+    for path in written:
+        print(path)
+    print(f"{len(written)} PNG file(s) written to {args.destination}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from hello_dl import train
+
+    result = train.train(_settings(args))
+    print(f"Run folder: {result.run_dir}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from hello_dl import evaluate
+
+    metrics = evaluate.evaluate_run(Path(args.run), _settings(args))
+    for key, value in metrics.items():
+        print(f"{key}: {value}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from hello_dl import evaluate
+
+    settings = _settings(args)
+    predictions = evaluate.predict_paths([Path(p) for p in args.paths], settings,
+                                         run_dir=Path(args.run) if args.run else None)
+    for p in predictions:
+        print(f"{p.file}\t{p.probability:.4f}\t{p.display_name}")
+    return 0
+
+
+def cmd_group(args: argparse.Namespace) -> int:
+    from hello_dl import groups
+
+    name = groups.assign_group(args.participant)
+    print(f"Participant {args.participant!r} → {groups.describe_group(name)}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from hello_dl import tutorial
+
+    summary = tutorial.run_all(_settings(args))
+    print(f"Executed notebooks, figures and summary in {summary.parent}")
+    print(f"Summary: {summary}")
+    return 0
+
+
+# --- the parser ------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--profile", help="paper | conference | smoke (default: HELLO_DL_PROFILE or conference)")
+    common.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="override one setting, e.g. --set image_size=150 (repeatable)")
+
+    parser = argparse.ArgumentParser(prog="hello-dl", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    add("env", cmd_env, "Report versions and whether training runs on a GPU or the CPU.")
+    p = add("settings", cmd_settings, "Show every setting and where its value came from.")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p = add("fetch", cmd_fetch, "Download (or copy) the dataset and verify every file; optionally the weights.")
+    p.add_argument("--source", help="URL, local folder or .zip (default: HELLO_DL_DATA_SOURCE or the paper's archive)")
+    p.add_argument("--data-dir", help="where to put the verified images (default: HELLO_DL_DATA_DIR)")
+    p.add_argument("--weights", action="store_true", help="also prefetch the ImageNet weights for offline use")
+    p.add_argument("--weights-only", action="store_true", help="only prefetch the ImageNet weights")
+    p = add("data-summary", cmd_data_summary, "Counts, image sizes, class mapping and duplicates of the dataset.")
+    p.add_argument("--data-dir", help="dataset folder (default: HELLO_DL_DATA_DIR)")
+    p = add("split", cmd_split, "Split a folder of <class>/ images into TRAIN/VAL/TEST (copies; sources untouched).")
+    p.add_argument("source", help="folder with one sub-folder of images per class")
+    p.add_argument("destination", help="new folder to create TRAIN/VAL/TEST in")
+    p = add("dicom-to-png", cmd_dicom_to_png, "Convert a folder of DICOM files into 8-bit PNGs (windowed).")
+    p.add_argument("source", help="folder with DICOM files (searched recursively)")
+    p.add_argument("destination", help="folder for the PNG files (created; existing files are never overwritten)")
+    add("train", cmd_train, "Train the classifier with the current settings; prints the run folder.")
+    p = add("evaluate", cmd_evaluate, "Recompute metrics and figures of a saved run.")
+    p.add_argument("run", help="run folder (printed by hello-dl train)")
+    p = add("predict", cmd_predict, "Predict chest vs abdomen for image files or folders (PNG, JPEG, DICOM).")
+    p.add_argument("paths", nargs="+", help="image files or folders")
+    p.add_argument("--run", help="run folder whose best model to use (default: the latest run)")
+    p = add("group", cmd_group, "Show the experiment group a participant name or number is assigned.")
+    p.add_argument("participant")
+    add("run", cmd_run, "Run the whole tutorial headless: every notebook in order, then a summary page.")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except HelloDLError as exc:
+        print(f"hello-dl: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hello-dl: interrupted; whatever was finished is kept.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
