@@ -1,0 +1,87 @@
+"""Settings: defaults, profiles, environment overrides, groups and their recorded sources."""
+
+import json
+
+import pytest
+
+from hello_dl import groups
+from hello_dl.settings import PROFILES, SettingsError, load_settings, settings_from_json
+
+
+def test_paper_defaults_are_the_papers_values():
+    s = load_settings("paper", environ={})
+    assert (s.image_size, s.batch_size, s.learning_rate, s.dropout, s.dense_units) == (299, 5, 1e-4, 0.5, 256)
+    assert (s.rotation_degrees, s.width_shift, s.height_shift, s.shear, s.zoom) == (20, 0.2, 0.2, 0.2, 0.2)
+    assert s.horizontal_flip and s.weights == "imagenet"
+    assert s.warmup_epochs == 0 and s.finetune_epochs == 20
+    assert s.class_index == {"openI_CXR": 0, "openI_abd_xray": 1}
+    assert s.class_names == ("chest", "abdomen")
+
+
+def test_smoke_profile_is_small_and_offline():
+    s = load_settings("smoke", environ={})
+    assert s.image_size == 75 and s.warmup_epochs == 1 and s.finetune_epochs == 1 and s.weights == "none"
+    assert s.sources["image_size"] == "profile:smoke"
+
+
+def test_profile_from_environment_and_any_knob_overridable():
+    env = {"HELLO_DL_PROFILE": "smoke", "HELLO_DL_IMAGE_SIZE": "150", "HELLO_DL_AUGMENT": "off",
+           "HELLO_DL_CLASS_NAMES": "thorax, belly"}
+    s = load_settings(environ=env)
+    assert s.profile == "smoke" and s.image_size == 150 and s.augment is False
+    assert s.class_names == ("thorax", "belly")
+    assert s.sources["image_size"] == "env:HELLO_DL_IMAGE_SIZE"
+    # an argument beats the environment
+    s2 = load_settings(environ=env, image_size=99)
+    assert s2.image_size == 99 and s2.sources["image_size"] == "argument"
+
+
+def test_printing_settings_shows_where_values_came_from():
+    text = str(load_settings("smoke", environ={"HELLO_DL_SEED": "7"}))
+    line = next(l for l in text.splitlines() if l.startswith("seed "))
+    assert "7" in line and "env:HELLO_DL_SEED" in line
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"HELLO_DL_IMAGE_SIZE": "big"}, "image_size"),
+    ({"HELLO_DL_IMAGE_SIZE": "40"}, "at least 75"),
+    ({"HELLO_DL_PROFILE": "fast"}, "Unknown profile"),
+    ({"HELLO_DL_DROPOUT": "1.5"}, "dropout"),
+])
+def test_bad_values_are_refused_with_the_setting_named(env, message):
+    with pytest.raises(SettingsError, match=message):
+        load_settings(environ=env)
+
+
+def test_unknown_argument_is_refused():
+    with pytest.raises(SettingsError, match="Unknown setting"):
+        load_settings(environ={}, imagesize=3)
+
+
+def test_groups_are_reproducible_and_cover_all_four():
+    assert groups.assign_group("Alice") == groups.assign_group(" alice ")
+    seen = {groups.assign_group(str(n)) for n in range(40)}
+    assert seen == set(groups.GROUPS)
+
+
+def test_participant_sets_group_knobs_but_explicit_knob_wins():
+    name = next(str(n) for n in range(100) if groups.assign_group(str(n)) == "2B")
+    s = load_settings("conference", environ={"HELLO_DL_PARTICIPANT": name})
+    assert s.experiment_group == "2B" and s.augment is False and s.dropout == 0.0
+    s2 = load_settings("conference", environ={"HELLO_DL_PARTICIPANT": name, "HELLO_DL_AUGMENT": "1"})
+    assert s2.augment is True and s2.dropout == 0.0
+    s3 = load_settings("conference", environ={}, experiment_group="1a")
+    assert s3.experiment_group == "1A" and s3.augment and s3.dropout == 0.5
+
+
+def test_settings_round_trip_through_json(tmp_path):
+    s = load_settings("smoke", environ={}, image_size=80)
+    path = tmp_path / "settings.json"
+    path.write_text(s.to_json())
+    assert json.loads(path.read_text())["sources"]["image_size"] == "argument"
+    assert settings_from_json(path).knobs() == s.knobs()
+
+
+def test_every_profile_loads():
+    for name in PROFILES:
+        assert load_settings(name, environ={}).profile == name
