@@ -1,0 +1,282 @@
+"""DICOM files as images: the same grey values a radiologist's viewer would show.
+
+:func:`read_dicom` follows the DICOM display chain (PS3.3 C.11 / PS3.4 N.2):
+
+1. **Modality LUT**: *Rescale Slope/Intercept* (e.g. CT values to Hounsfield units) or a
+   *Modality LUT Sequence*.
+2. **VOI LUT**: a *VOI LUT Sequence* if the file has one, otherwise the first *Window
+   Center/Width* pair (with the file's *VOI LUT Function*: LINEAR, LINEAR_EXACT or SIGMOID),
+   otherwise the image's own minimum..maximum, so a file without a window still shows contrast.
+3. **MONOCHROME1** (white = low values, common for computed radiography) is inverted so bone is
+   white in every image, as in the PNG exports the tutorial trains on.
+
+Whatever the bit depth (8, 12, 16, signed or not), the result is offered twice: ``values``,
+float32 in [0, 1] (full precision, for models that want it), and ``display``, uint8 0-255 (what
+PNGs, previews and :func:`hello_dl.images.load_image` use).
+
+Compressed files need a decoder: pydicom decodes JPEG baseline, JPEG 2000 (through Pillow) and
+RLE itself; JPEG-LS and lossless JPEG need an extra package. :func:`read_dicom` says which one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hello_dl.errors import DataError
+
+#: What to install for each family of compressed transfer syntaxes (pip package names).
+_DECODER_PACKAGES = {
+    "JPEG-LS": "pylibjpeg pylibjpeg-libjpeg",
+    "JPEG 2000": "pylibjpeg pylibjpeg-openjpeg",
+    "High-Throughput JPEG 2000": "pylibjpeg pylibjpeg-openjpeg",
+    "JPEG": "pylibjpeg pylibjpeg-libjpeg",
+    "RLE": "pylibjpeg pylibjpeg-rle",
+}
+
+
+@dataclass
+class DicomImage:
+    """One DICOM frame, windowed and ready to show or feed to a model."""
+
+    path: Path
+    values: np.ndarray  # float32 in [0, 1], (H, W) or (H, W, 3) for colour files
+    photometric: str  # MONOCHROME1, MONOCHROME2, RGB, ...
+    bits_stored: int
+    window: tuple[float, float] | None  # (centre, width) actually used, if a window was applied
+    voi_source: str  # "VOI LUT", "window", or "pixel range"
+    modality: str = ""
+
+    @property
+    def display(self) -> np.ndarray:
+        """uint8 0-255 version of :attr:`values` (what a PNG export holds)."""
+        return np.rint(np.clip(self.values, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+    @property
+    def mode_description(self) -> str:
+        return f"DICOM {self.photometric} {self.bits_stored}-bit"
+
+
+def _read_dataset(path: Path):
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return pydicom.dcmread(path)
+    except InvalidDicomError:
+        raise DataError(
+            f"{path} is not a DICOM file (no DICOM header found). If it is an image in another "
+            f"format, give it the right extension (.png or .jpg); otherwise remove it from the folder."
+        ) from None
+    except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{path} is a damaged DICOM file and cannot be read ({exc}). "
+                        f"Export it again from the PACS or viewer.") from None
+
+
+def _decoder_hint(transfer_syntax) -> str:
+    name = getattr(transfer_syntax, "name", str(transfer_syntax))
+    for family, packages in _DECODER_PACKAGES.items():
+        if name.startswith(family) or family in name:
+            return packages
+    return "pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg"
+
+
+def _pixels(ds, path: Path) -> np.ndarray:
+    """The stored pixel values, with a clear message when a decoder package is missing."""
+    if "PixelData" not in ds:
+        raise DataError(f"{path} is a DICOM file without an image (for example a report or a DICOMDIR). "
+                        f"Leave it out of the image folder.")
+    transfer_syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if transfer_syntax is not None and transfer_syntax.is_compressed:
+        from pydicom.pixels import get_decoder
+
+        try:
+            available = get_decoder(transfer_syntax).is_available
+        except NotImplementedError:
+            available = False
+        if not available:
+            packages = _decoder_hint(transfer_syntax)
+            raise DataError(
+                f"{path} is compressed as '{transfer_syntax.name}' and no decoder for it is installed. "
+                f"Install one into the kit's environment with:  .venv/bin/pip install {packages}  "
+                f"and run again (or export the image uncompressed from your viewer)."
+            )
+    try:
+        return ds.pixel_array
+    except (RuntimeError, NotImplementedError) as exc:
+        packages = _decoder_hint(transfer_syntax) if transfer_syntax is not None else "pylibjpeg"
+        raise DataError(f"{path}: the image data cannot be decoded ({exc}). If a package is missing, "
+                        f"install it with:  .venv/bin/pip install {packages}") from None
+    except (ValueError, AttributeError, KeyError, TypeError, EOFError, OSError) as exc:
+        raise DataError(f"{path} has damaged or incomplete image data ({exc}). "
+                        f"Export it again from the PACS or viewer.") from None
+
+
+def _first(value) -> float:
+    """Window centre/width may be multi-valued (several presets): use the first."""
+    try:
+        return float(value[0])
+    except (TypeError, IndexError):
+        return float(value)
+
+
+def window_to_unit(values: np.ndarray, centre: float, width: float, function: str = "LINEAR") -> np.ndarray:
+    """Apply a DICOM window (PS3.3 C.11.2.1.2) and return values in [0, 1]."""
+    function = (function or "LINEAR").strip().upper()
+    values = np.asarray(values, dtype=np.float64)
+    if function == "SIGMOID":
+        return 1.0 / (1.0 + np.exp(-4.0 * (values - centre) / max(width, 1e-6)))
+    if function == "LINEAR_EXACT":
+        low, span = centre - width / 2.0, max(width, 1e-6)
+        return np.clip((values - low) / span, 0.0, 1.0)
+    # LINEAR: the standard's half-pixel-shifted ramp; a width below 1 is invalid, treat as 1.
+    width = max(width, 1.0)
+    if width == 1.0:
+        return (values >= centre - 0.5).astype(np.float64)
+    return np.clip((values - (centre - 0.5)) / (width - 1.0) + 0.5, 0.0, 1.0)
+
+
+def _to_unit_range(values: np.ndarray) -> np.ndarray:
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return np.zeros(values.shape)
+    low, high = float(finite.min()), float(finite.max())
+    if high <= low:
+        return np.zeros(values.shape)
+    return np.clip((values - low) / (high - low), 0.0, 1.0)
+
+
+def read_dicom(path: str | Path, frame: int | None = None) -> DicomImage:
+    """Read one DICOM image (one frame of a multi-frame file) through the display chain above."""
+    from pydicom.pixels import apply_modality_lut, apply_voi
+
+    path = Path(path)
+    ds = _read_dataset(path)
+    stored = np.asarray(_pixels(ds, path))
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if frames > 1:
+        if frame is None:
+            raise DataError(
+                f"{path} holds {frames} images (frames), but the tutorial classifies one radiograph per "
+                f"file. Pick one frame (read_dicom(path, frame=0)) or export the frame you want as PNG."
+            )
+        if not 0 <= frame < frames:
+            raise DataError(f"{path} has frames 0 to {frames - 1}; frame {frame} does not exist.")
+        stored = stored[frame]
+    bits = int(ds.get("BitsStored", 8) or 8)
+    modality = str(ds.get("Modality", ""))
+
+    if samples == 3 or stored.ndim == 3:
+        # Colour DICOM (e.g. secondary captures): pydicom already returns RGB; just scale by bit depth.
+        maximum = float(2 ** bits - 1) if bits <= 16 else float(stored.max() or 1)
+        values = np.clip(stored.astype(np.float64) / maximum, 0.0, 1.0)
+        return DicomImage(path, values.astype(np.float32), photometric, bits, None, "bit depth", modality)
+
+    values = apply_modality_lut(stored, ds).astype(np.float64)
+    window = None
+    voi_lut = ds.get("VOILUTSequence")
+    if voi_lut and voi_lut[0].get("LUTDescriptor") and voi_lut[0].get("LUTData") is not None:
+        looked_up = apply_voi(np.rint(values).astype(np.int64), ds).astype(np.float64)
+        lut_bits = int(voi_lut[0].LUTDescriptor[2])
+        unit = np.clip(looked_up / float(2 ** lut_bits - 1), 0.0, 1.0)
+        source = "VOI LUT"
+    elif ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
+        window = (_first(ds.WindowCenter), _first(ds.WindowWidth))
+        unit = window_to_unit(values, *window, str(ds.get("VOILUTFunction", "LINEAR")))
+        source = "window"
+    else:
+        unit = _to_unit_range(values)
+        source = "pixel range"
+    if photometric == "MONOCHROME1":
+        unit = 1.0 - unit
+    return DicomImage(path, unit.astype(np.float32), photometric, bits, window, source, modality)
+
+
+# --- folder conversion -------------------------------------------------------------------------
+def _dicom_candidates(source: Path) -> list[Path]:
+    from hello_dl.images import DICOM_SUFFIXES, has_dicom_signature, is_junk
+
+    found = []
+    for path in sorted(source.rglob("*")):
+        if not path.is_file() or is_junk(path.relative_to(source)):
+            continue
+        if path.suffix.lower() in DICOM_SUFFIXES or has_dicom_signature(path):
+            found.append(path)
+    return found
+
+
+def _write_png_atomically(gray_or_rgb: np.ndarray, target: Path) -> None:
+    from PIL import Image
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=".", suffix=".png.partial", dir=target.parent)
+    os.close(handle)
+    try:
+        Image.fromarray(gray_or_rgb).save(temp_name, format="PNG")
+        # os.link refuses an existing target, so a file that appeared meanwhile is never replaced.
+        os.link(temp_name, target)
+    finally:
+        os.unlink(temp_name)
+
+
+def convert_folder(source: str | Path, destination: str | Path) -> list[Path]:
+    """Convert every DICOM file under ``source`` into an 8-bit PNG under ``destination``.
+
+    Sub-folders are mirrored (``a/b/IM1.dcm`` → ``a/b/IM1.png``). Source files are only read.
+    An existing PNG is never overwritten: it is reported and left as it is. Every file that can
+    be converted is; if some cannot, a :class:`DataError` lists them all at the end.
+    Multi-frame files give one PNG per frame (``name_frame000.png``...).
+    Returns the PNG files written by this call.
+    """
+    source, destination = Path(source), Path(destination)
+    if not source.is_dir():
+        raise DataError(f"DICOM folder not found: {source}. Give the folder that holds the .dcm files.")
+    if destination.resolve() == source.resolve():
+        raise DataError("Write the PNG files to a different folder than the DICOM files "
+                        f"(both are {source}), so the originals stay untouched.")
+    written: list[Path] = []
+    failures: list[str] = []
+    skipped: list[Path] = []
+    for path in _dicom_candidates(source):
+        relative = path.relative_to(source)
+        try:
+            images = _frames_for_export(path)
+        except DataError as exc:
+            failures.append(str(exc))
+            continue
+        for suffix, image in images:
+            target = destination / relative.parent / f"{relative.stem if relative.suffix else relative.name}{suffix}.png"
+            if target.exists():
+                skipped.append(target)
+                continue
+            try:
+                _write_png_atomically(image.display, target)
+            except FileExistsError:
+                skipped.append(target)
+                continue
+            written.append(target)
+    if failures:
+        done = f"{len(written)} PNG file(s) were written to {destination}. "
+        raise DataError(done + f"{len(failures)} file(s) could not be converted:\n  " + "\n  ".join(failures))
+    return written
+
+
+def _frames_for_export(path: Path) -> list[tuple[str, DicomImage]]:
+    import pydicom
+
+    try:
+        frames = int(pydicom.dcmread(path, stop_before_pixels=True).get("NumberOfFrames", 1) or 1)
+    except Exception:  # the full read below produces the user-facing message
+        frames = 1
+    if frames <= 1:
+        return [("", read_dicom(path))]
+    return [(f"_frame{index:03d}", read_dicom(path, frame=index)) for index in range(frames)]
+
+
+__all__ = ["DicomImage", "convert_folder", "read_dicom", "window_to_unit"]

@@ -1,0 +1,257 @@
+"""Load any supported image file as an 8-bit RGB array, the one way every part of the kit does.
+
+Training, validation, inference, Grad-CAM and the notebook previews all call :func:`load_image`,
+so a picture is never decoded one way for training and another way for prediction.
+
+What comes out is always a ``(height, width, 3)`` ``uint8`` array:
+
+* **PNG / JPEG** in any Pillow mode. Grayscale (``L``, ``1``) is copied into the three channels
+  (InceptionV3 expects three). Palette (``P``) images are expanded through their palette. CMYK and
+  YCbCr are converted to RGB. JPEG files carrying an EXIF orientation are turned upright first.
+* **Transparency** (``RGBA``, ``LA``, ``PA``, palette with a transparent colour) is flattened onto
+  **black**, the same black used to pad images when the aspect ratio is kept, so transparent
+  areas look like "no image here" rather than like bright tissue.
+* **16-bit and 32-bit grayscale** (``I;16``, ``I``, ``F``) is stretched from the image's own
+  darkest to brightest pixel onto 0-255. Decision and reason: 16-bit PNGs exported from scanners
+  usually hold 10-12 bit data, so dividing by 65535 (the bit depth) would give an almost black
+  picture; the image's real range is what a viewer's default window shows. A flat image becomes
+  black.
+* **DICOM** (``.dcm``/``.dicom`` or any file with the DICOM signature) goes through
+  :func:`hello_dl.dicom.read_dicom`: modality LUT, VOI LUT or window, MONOCHROME1 inverted.
+
+A file that cannot be decoded (corrupt, truncated, not an image at all) raises
+:class:`~hello_dl.errors.DataError` naming the file; so does an image smaller than
+:data:`MIN_IMAGE_SIDE` pixels, the smallest input InceptionV3 accepts.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from hello_dl.errors import DataError
+
+#: InceptionV3 cannot take inputs smaller than this (pixels per side).
+MIN_IMAGE_SIDE = 75
+
+PIL_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
+DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
+IMAGE_SUFFIXES = PIL_SUFFIXES | DICOM_SUFFIXES
+
+#: Files operating systems drop into folders; never images, always ignored.
+JUNK_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"})
+#: Folders that are never data (macOS zip resource forks, notebook autosaves).
+JUNK_FOLDERS = frozenset({"__macosx", ".ipynb_checkpoints"})
+
+_DICOM_MAGIC_OFFSET = 128
+
+
+def is_junk(path: str | Path) -> bool:
+    """True for hidden files, OS clutter (``.DS_Store``, ``Thumbs.db``) and ``__MACOSX`` content."""
+    parts = Path(path).parts
+    if any(part.lower() in JUNK_FOLDERS for part in parts):
+        return True
+    name = Path(path).name
+    return name.startswith(".") or name.lower() in JUNK_NAMES
+
+
+def has_dicom_signature(path: str | Path) -> bool:
+    """True if the file carries the DICOM Part 10 signature ("DICM" after a 128-byte preamble)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(_DICOM_MAGIC_OFFSET + 4)
+    except OSError:
+        return False
+    return head[_DICOM_MAGIC_OFFSET:] == b"DICM"
+
+
+def is_dicom_file(path: str | Path) -> bool:
+    path = Path(path)
+    return path.suffix.lower() in DICOM_SUFFIXES or (path.suffix == "" and has_dicom_signature(path))
+
+
+def is_image_file(path: str | Path) -> bool:
+    """Should this file be treated as an image? (By name; :func:`load_image` checks the content.)
+
+    PNG and JPEG by extension, DICOM by extension or, for files without one (common on PACS
+    exports), by the DICOM signature. Hidden files and OS clutter are never images.
+    """
+    path = Path(path)
+    if is_junk(path) or not path.is_file():
+        return False
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return True
+    return suffix == "" and has_dicom_signature(path)
+
+
+# --- loading -----------------------------------------------------------------------------------
+def load_image(path: str | Path, *, min_side: int = MIN_IMAGE_SIDE) -> np.ndarray:
+    """The image at ``path`` as a ``(height, width, 3)`` uint8 RGB array (see the module notes).
+
+    Raises :class:`DataError` naming the file if it is not a readable image or is smaller
+    than ``min_side`` pixels on a side (pass ``min_side=0`` to allow tiny images).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"Image file not found: {path}. Check the name and folder.")
+    if is_dicom_file(path):
+        from hello_dl import dicom
+
+        rgb = gray_to_rgb(dicom.read_dicom(path).display)
+    else:
+        rgb = _load_with_pillow(path)
+    check_size(rgb, path, min_side)
+    return rgb
+
+
+def image_info(path: str | Path) -> tuple[int, int, str]:
+    """``(width, height, mode)`` of an image file, reading its full content (so corrupt files fail).
+
+    The mode is Pillow's name for the pixel format (``RGB``, ``L``, ``I;16``...) or, for DICOM,
+    e.g. ``DICOM MONOCHROME2 12-bit``.
+    """
+    path = Path(path)
+    if is_dicom_file(path):
+        from hello_dl import dicom
+
+        image = dicom.read_dicom(path)
+        height, width = image.display.shape[:2]
+        return width, height, image.mode_description
+    with _open_pillow(path) as img:
+        return img.width, img.height, img.mode
+
+
+def check_size(rgb: np.ndarray, path: str | Path, min_side: int = MIN_IMAGE_SIDE) -> None:
+    height, width = rgb.shape[:2]
+    if min(height, width) < min_side:
+        raise DataError(
+            f"{path} is only {width}x{height} pixels; the model needs at least "
+            f"{min_side}x{min_side}. Use a larger export of this image or leave it out of the data folder."
+        )
+
+
+def _open_pillow(path: Path) -> Image.Image:
+    """Open and fully decode with Pillow, turning every decoder complaint into a DataError."""
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns (instead of failing) on some damaged files; treat that as damage.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+            img.load()
+        return img
+    except UnidentifiedImageError:
+        raise DataError(
+            f"{path} is not an image Pillow can read (PNG or JPEG expected). If it is not an "
+            f"image, move it out of the data folder; if it should be one, export it again."
+        ) from None
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as exc:
+        raise DataError(
+            f"{path} is damaged or incomplete and cannot be read ({exc}). Copy or export the file "
+            f"again, or remove it from the data folder."
+        ) from None
+
+
+def _load_with_pillow(path: Path) -> np.ndarray:
+    with _open_pillow(path) as img:
+        img = ImageOps.exif_transpose(img)  # phone/camera JPEGs: show them upright
+        return pil_to_rgb(img, source=path)
+
+
+def pil_to_rgb(img: Image.Image, source: str | Path = "image") -> np.ndarray:
+    """Convert a decoded Pillow image in any mode to ``(H, W, 3)`` uint8 RGB (rules in the module doc)."""
+    mode = img.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        return gray_to_rgb(stretch_to_uint8(np.asarray(img)))
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif mode in ("PA", "LA", "La", "RGBa") or (mode in ("L", "RGB") and "transparency" in img.info):
+        img = img.convert("RGBA")
+    if img.mode == "RGBA":
+        return _flatten_on_black(np.asarray(img))
+    if img.mode != "RGB":
+        try:
+            img = img.convert("RGB")
+        except (ValueError, OSError) as exc:
+            raise DataError(f"{source} uses the pixel format {mode!r}, which cannot be converted to RGB "
+                            f"({exc}). Save it again as an 8-bit PNG.") from None
+    return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
+
+
+def _flatten_on_black(rgba: np.ndarray) -> np.ndarray:
+    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
+    return np.rint(rgba[..., :3].astype(np.float32) * alpha).astype(np.uint8)
+
+
+def stretch_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Map an array's own minimum..maximum onto 0..255 (a flat array becomes all zeros)."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return np.zeros(values.shape, dtype=np.uint8)
+    low, high = float(finite.min()), float(finite.max())
+    if high <= low:
+        return np.zeros(values.shape, dtype=np.uint8)
+    scaled = (np.nan_to_num(values, nan=low) - low) / (high - low)
+    return np.rint(np.clip(scaled, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def gray_to_rgb(gray: np.ndarray) -> np.ndarray:
+    """``(H, W)`` or ``(H, W, 1)`` uint8 → ``(H, W, 3)``; an RGB array passes through."""
+    gray = np.asarray(gray)
+    if gray.ndim == 3 and gray.shape[2] == 3:
+        return np.ascontiguousarray(gray.astype(np.uint8, copy=False))
+    if gray.ndim == 3 and gray.shape[2] == 1:
+        gray = gray[..., 0]
+    if gray.ndim != 2:
+        raise ValueError(f"expected a 2-D grayscale or (H, W, 3) array, got shape {gray.shape}")
+    return np.repeat(gray.astype(np.uint8, copy=False)[..., None], 3, axis=2)
+
+
+# --- resizing ----------------------------------------------------------------------------------
+def resize_image(image: np.ndarray, size: int | tuple[int, int], keep_aspect_ratio: bool = False) -> np.ndarray:
+    """Resize a ``(H, W, 3)`` uint8 image to ``size`` (an int for a square, or ``(height, width)``).
+
+    ``keep_aspect_ratio=False`` stretches to fill, as the paper did. ``True`` scales the longer
+    side to fit and pads the rest with black, centred, so an image's shape can no longer tell
+    the model which class it is (see the dataset README: sizes nearly separate the classes).
+    Bilinear with antialiasing (Pillow), so shrinking a 512-pixel image does not alias.
+    """
+    target_h, target_w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"resize_image expects an (H, W, 3) uint8 array, got {image.shape} {image.dtype}")
+    height, width = image.shape[:2]
+    if not keep_aspect_ratio:
+        return _pil_resize(image, target_w, target_h)
+    scale = min(target_w / width, target_h / height)
+    new_w = max(1, min(target_w, round(width * scale)))
+    new_h = max(1, min(target_h, round(height * scale)))
+    resized = _pil_resize(image, new_w, new_h)
+    canvas = np.zeros((target_h, target_w, 3), dtype=np.uint8)
+    top, left = (target_h - new_h) // 2, (target_w - new_w) // 2
+    canvas[top:top + new_h, left:left + new_w] = resized
+    return canvas
+
+
+def _pil_resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    if image.shape[0] == height and image.shape[1] == width:
+        return image.copy()
+    resized = Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.uint8)
+
+
+def load_resized(path: str | Path, size: int, keep_aspect_ratio: bool = False) -> np.ndarray:
+    """:func:`load_image` then :func:`resize_image`: exactly what the model sees, before scaling."""
+    return resize_image(load_image(path), size, keep_aspect_ratio)
+
+
+__all__ = [
+    "DICOM_SUFFIXES", "IMAGE_SUFFIXES", "MIN_IMAGE_SIDE", "PIL_SUFFIXES", "check_size", "gray_to_rgb",
+    "has_dicom_signature", "image_info", "is_dicom_file", "is_image_file", "is_junk", "load_image",
+    "load_resized", "pil_to_rgb", "resize_image", "stretch_to_uint8",
+]
