@@ -162,8 +162,13 @@ def _encryption_options() -> dict[str, str]:
 
 
 def run_notebook(path: Path, destination: Path, env: dict[str, str], *, timeout: int | None = None,
-                 echo: Callable[[str], None] = print) -> tuple[Any, NotebookResult]:
-    """Execute one notebook in a fresh kernel (cwd = its folder) and save the executed copy."""
+                 echo: Callable[[str], None] = print, kernel_log: Path | None = None) -> tuple[Any, NotebookResult]:
+    """Execute one notebook in a fresh kernel (cwd = its folder) and save the executed copy.
+
+    TensorFlow's C++ start-up lines (``I0000 ... oneDNN``, ``cuInit`` on a machine without a GPU)
+    are written straight to the process's error stream, below anything Python can silence. They
+    go to ``kernel_log`` instead of into the executed notebook, where they would look like errors.
+    """
     import nbformat
     from nbclient import NotebookClient
 
@@ -184,12 +189,17 @@ def run_notebook(path: Path, destination: Path, env: dict[str, str], *, timeout:
 
     client = NotebookClient(
         notebook, kernel_name=KERNEL_NAME, timeout=timeout, startup_timeout=120,
+        extra_arguments=["--IPKernelApp.capture_fd_output=False"],
         resources={"metadata": {"path": str(path.parent)}},
         on_cell_start=on_cell_start, on_cell_complete=on_cell_complete,
     )
     started = time.monotonic()
+    if kernel_log is not None:
+        kernel_log.parent.mkdir(parents=True, exist_ok=True)
+    log_handle = open(kernel_log, "ab") if kernel_log is not None else None
+    streams = {"stdout": log_handle, "stderr": log_handle} if log_handle is not None else {}
     try:
-        client.execute(env=env, cwd=str(path.parent), **_encryption_options())
+        client.execute(env=env, cwd=str(path.parent), **_encryption_options(), **streams)
     except Exception as exc:  # nbclient raises CellExecutionError, DeadKernelError, CellTimeoutError, ...
         index = current["index"]
         if index is None:
@@ -198,8 +208,12 @@ def run_notebook(path: Path, destination: Path, env: dict[str, str], *, timeout:
             where = (f"cell {index + 1} of {len(notebook.cells)} (counting every cell from the top), "
                      f"which starts with: {_first_code_line(notebook.cells[index].source)}")
         result.error = f"{_error_text(exc)}\n  at {where}"
+        if kernel_log is not None:
+            result.error += f"\n  (the kernel's own messages are in {kernel_log})"
     finally:
         result.seconds = time.monotonic() - started
+        if log_handle is not None:
+            log_handle.close()
     destination.parent.mkdir(parents=True, exist_ok=True)
     _write_atomically(destination, nbformat.writes(notebook))
     result.executed = destination
@@ -305,7 +319,8 @@ def run_all(settings: Settings, notebooks_dir: Path | None = None, *, timeout: i
     results: list[NotebookResult] = []
     for number, path in enumerate(notebooks, start=1):
         say(f"[{number}/{len(notebooks)}] {path.name} ... (elapsed {time.monotonic() - started:.0f} s)")
-        executed, result = run_notebook(path, folder / path.name, env, timeout=timeout, echo=say)
+        executed, result = run_notebook(path, folder / path.name, env, timeout=timeout, echo=say,
+                                        kernel_log=folder / "logs" / f"{path.stem}.log")
         result.figures = save_figures(executed, figures_dir, path.stem)
         results.append(result)
         if not result.ok:
