@@ -66,3 +66,85 @@ def smoke_settings(tmp_path, fetched_dataset):
         return load_settings("smoke", environ={}, **values)
 
     return make
+
+
+def tree_hashes(folder: Path) -> dict[str, str]:
+    """Relative path → sha256 of every file below ``folder`` (to prove sources stay untouched)."""
+    import hashlib
+
+    folder = Path(folder)
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def untouched():
+    """Call ``untouched(folder)`` to snapshot a folder; the test fails if any file in it changed."""
+    snapshots: list[tuple[Path, dict[str, str]]] = []
+
+    def guard(folder):
+        snapshots.append((Path(folder), tree_hashes(folder)))
+        return folder
+
+    yield guard
+    for folder, before in snapshots:
+        assert tree_hashes(folder) == before, f"files in {folder} were changed, added or removed"
+
+
+def write_dicom(path, pixels, *, photometric="MONOCHROME2", bits_stored=None, signed=False,
+                slope=None, intercept=None, window=None, voi_function=None, voi_lut=None, modality="DX"):
+    """Write a real, standard-conforming uncompressed DICOM file with pydicom.
+
+    ``pixels`` is a 2-D integer array (or (H, W, 3) uint8 for RGB); ``bits_stored`` defaults to
+    the array's item size; ``window`` is (centre, width); ``voi_lut`` is (first_mapped, bits, data).
+    """
+    import numpy as np
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    pixels = np.asarray(pixels)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.PatientName = "Test^Phantom"
+    ds.Modality = modality
+    ds.Rows, ds.Columns = pixels.shape[:2]
+    allocated = pixels.dtype.itemsize * 8
+    ds.BitsAllocated = allocated
+    ds.BitsStored = bits_stored or allocated
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = 1 if signed else 0
+    ds.PhotometricInterpretation = photometric
+    if pixels.ndim == 3:
+        ds.SamplesPerPixel = 3
+        ds.PlanarConfiguration = 0
+    else:
+        ds.SamplesPerPixel = 1
+    if slope is not None or intercept is not None:
+        ds.RescaleSlope = slope if slope is not None else 1
+        ds.RescaleIntercept = intercept if intercept is not None else 0
+    if window is not None:
+        ds.WindowCenter, ds.WindowWidth = window
+    if voi_function:
+        ds.VOILUTFunction = voi_function
+    if voi_lut is not None:
+        first, lut_bits, data = voi_lut
+        item = Dataset()
+        item.LUTDescriptor = [len(data), first, lut_bits]
+        item.add_new(0x00283006, "US", [int(v) for v in data])  # LUT Data; VR is ambiguous, say US
+        ds.VOILUTSequence = Sequence([item])
+    ds.PixelData = np.ascontiguousarray(pixels).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return Path(path)
+
+
+@pytest.fixture
+def dicom_file():
+    """Factory fixture: ``dicom_file(path, pixels, **options)`` writes a DICOM file (see write_dicom)."""
+    return write_dicom

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hello_dl.errors import DataError
-from hello_dl.images import image_info, is_image_file, is_junk
+from hello_dl.images import check_dimensions, image_info, is_image_file, is_junk
 from hello_dl.settings import Settings
 
 SPLITS = ("TRAIN", "VAL", "TEST")
@@ -315,7 +315,7 @@ class DatasetSummary:
 def summarize(settings: Settings, root: str | Path | None = None) -> DatasetSummary:
     """Counts, sizes, pixel formats and duplicates of the dataset (every image is fully read).
 
-    Unreadable images are collected and reported together in one :class:`DataError`, so a
+    Unreadable images and images too small for the model are collected and reported together in one :class:`DataError`, so a
     user fixes them all in one go.
     """
     index = scan(settings, root)
@@ -334,6 +334,7 @@ def summarize(settings: Settings, root: str | Path | None = None) -> DatasetSumm
             group = stats.setdefault((role, name), GroupStats())
             try:
                 width, height, mode = image_info(path)
+                check_dimensions(width, height, path)
             except DataError as exc:
                 problems.append(str(exc))
                 continue

@@ -127,6 +127,11 @@ def image_info(path: str | Path) -> tuple[int, int, str]:
 
 def check_size(rgb: np.ndarray, path: str | Path, min_side: int = MIN_IMAGE_SIDE) -> None:
     height, width = rgb.shape[:2]
+    check_dimensions(width, height, path, min_side)
+
+
+def check_dimensions(width: int, height: int, path: str | Path, min_side: int = MIN_IMAGE_SIDE) -> None:
+    """Raise :class:`DataError` if an image is too small for the model (message names the file)."""
     if min(height, width) < min_side:
         raise DataError(
             f"{path} is only {width}x{height} pixels; the model needs at least "
@@ -251,7 +256,7 @@ def load_resized(path: str | Path, size: int, keep_aspect_ratio: bool = False) -
 
 
 __all__ = [
-    "DICOM_SUFFIXES", "IMAGE_SUFFIXES", "MIN_IMAGE_SIDE", "PIL_SUFFIXES", "check_size", "gray_to_rgb",
+    "DICOM_SUFFIXES", "IMAGE_SUFFIXES", "MIN_IMAGE_SIDE", "PIL_SUFFIXES", "check_dimensions", "check_size", "gray_to_rgb",
     "has_dicom_signature", "image_info", "is_dicom_file", "is_image_file", "is_junk", "load_image",
     "load_resized", "pil_to_rgb", "resize_image", "stretch_to_uint8",
 ]

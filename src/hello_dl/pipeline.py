@@ -224,8 +224,9 @@ def make_dataset(images_uint8: np.ndarray, labels: np.ndarray, settings: Setting
     data = data.batch(settings.batch_size)
     if augment:
         augmenter = augmentation_layers(settings)
-        data = data.map(lambda x, y: (augmenter(tf.cast(x, tf.float32), training=True), y),
-                        num_parallel_calls=tf.data.AUTOTUNE)
+        # Sequential on purpose: the layers draw from seeded random state, and parallel calls
+        # would take those draws in a different order on every run.
+        data = data.map(lambda x, y: (augmenter(tf.cast(x, tf.float32), training=True), y))
     data = data.map(lambda x, y: (preprocess(x), y), num_parallel_calls=tf.data.AUTOTUNE)
     return data.prefetch(tf.data.AUTOTUNE)
 
