@@ -140,6 +140,7 @@ def write_dicom(path, pixels, *, photometric="MONOCHROME2", bits_stored=None, si
         item.add_new(0x00283006, "US", [int(v) for v in data])  # LUT Data; VR is ambiguous, say US
         ds.VOILUTSequence = Sequence([item])
     ds.PixelData = np.ascontiguousarray(pixels).tobytes()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return Path(path)
 

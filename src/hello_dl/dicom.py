@@ -68,13 +68,22 @@ def _read_dataset(path: Path):
     try:
         return pydicom.dcmread(path)
     except InvalidDicomError:
-        raise DataError(
-            f"{path} is not a DICOM file (no DICOM header found). If it is an image in another "
-            f"format, give it the right extension (.png or .jpg); otherwise remove it from the folder."
-        ) from None
+        pass
     except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{path} is a damaged DICOM file and cannot be read ({exc}). "
                         f"Export it again from the PACS or viewer.") from None
+    # Older files have no 128-byte preamble and "DICM" signature; read them anyway, but only
+    # accept the result if it holds real DICOM attributes (a text file parses to nonsense).
+    try:
+        ds = pydicom.dcmread(path, force=True)
+        if any(keyword in ds for keyword in ("SOPClassUID", "PixelData", "Modality", "Rows")):
+            return ds
+    except Exception:  # noqa: BLE001 - anything here means "not DICOM", reported below
+        pass
+    raise DataError(
+        f"{path} is not a DICOM file (no DICOM header found). If it is an image in another "
+        f"format, give it the right extension (.png or .jpg); otherwise remove it from the folder."
+    )
 
 
 def _decoder_hint(transfer_syntax) -> str:
@@ -129,7 +138,8 @@ def window_to_unit(values: np.ndarray, centre: float, width: float, function: st
     function = (function or "LINEAR").strip().upper()
     values = np.asarray(values, dtype=np.float64)
     if function == "SIGMOID":
-        return 1.0 / (1.0 + np.exp(-4.0 * (values - centre) / max(width, 1e-6)))
+        exponent = np.clip(-4.0 * (values - centre) / max(width, 1e-6), -700.0, 700.0)  # no overflow
+        return 1.0 / (1.0 + np.exp(exponent))
     if function == "LINEAR_EXACT":
         low, span = centre - width / 2.0, max(width, 1e-6)
         return np.clip((values - low) / span, 0.0, 1.0)
