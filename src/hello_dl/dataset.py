@@ -344,7 +344,7 @@ def summarize(settings: Settings, root: str | Path | None = None) -> DatasetSumm
             digest = file_sha256(path)
             hashes.add(digest)
             by_hash[digest].append(path.relative_to(index.root).as_posix())
-        distinct[role] = len(hashes) if not problems else len(split)
+        distinct[role] = len(hashes)
     if problems:
         raise DataError(f"{len(problems)} image(s) in {index.root} cannot be read:\n  " + "\n  ".join(problems))
     duplicates = sorted(sorted(paths) for paths in by_hash.values() if len(paths) > 1)
