@@ -289,4 +289,70 @@ def _frames_for_export(path: Path) -> list[tuple[str, DicomImage]]:
     return [(f"_frame{index:03d}", read_dicom(path, frame=index)) for index in range(frames)]
 
 
-__all__ = ["DicomImage", "convert_folder", "read_dicom", "window_to_unit"]
+# --- a demo file for the lessons -----------------------------------------------------------------
+def image_to_dicom(image: str | Path, destination: str | Path, *, photometric: str = "MONOCHROME1") -> Path:
+    """Wrap a PNG/JPEG radiograph in a DICOM file, as a computed-radiography (CR) image would come.
+
+    For the lessons and for trying the kit without patient data: the grey values are stored as
+    12-bit numbers, by default as MONOCHROME1 (white = low, as many CR systems store them), with a
+    window that shows the whole range, so :func:`read_dicom` gives the original picture back.
+    The file carries no patient data and no body part (which would give the answer away).
+    Writing the same image again gives the same bytes; an existing ``destination`` is left as it is.
+    """
+    import hashlib
+
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ComputedRadiographyImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    from hello_dl.images import load_image
+
+    image, destination = Path(image), Path(destination)
+    if destination.exists():
+        return destination
+    photometric = photometric.strip().upper()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise DataError(f"photometric must be MONOCHROME1 or MONOCHROME2, not {photometric!r}.")
+    grey = load_image(image, min_side=0).mean(axis=2)
+    stored = np.rint(grey * (4095.0 / 255.0)).astype(np.uint16)
+    if photometric == "MONOCHROME1":
+        stored = (4095 - stored).astype(np.uint16)
+    # UIDs derived from the picture itself, so a rerun writes an identical file.
+    fingerprint = hashlib.sha256(stored.tobytes()).hexdigest()
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ComputedRadiographyImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[fingerprint, "instance"])
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = generate_uid(entropy_srcs=[fingerprint, "study"])
+    ds.SeriesInstanceUID = generate_uid(entropy_srcs=[fingerprint, "series"])
+    ds.PatientName = "Demo^Tutorial"
+    ds.PatientID = "DEMO"
+    ds.Modality = "CR"
+    ds.SeriesDescription = f"Demo made by hello-dl from {image.name}"
+    ds.Rows, ds.Columns = stored.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.RescaleSlope, ds.RescaleIntercept = 1, 0
+    ds.WindowCenter, ds.WindowWidth = 2048, 4096
+    ds.PixelData = np.ascontiguousarray(stored).tobytes()
+
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=".", suffix=".dcm.partial", dir=destination.parent)
+    os.close(handle)
+    try:
+        ds.save_as(temp_name, enforce_file_format=True)
+        try:
+            os.link(temp_name, destination)  # never replaces a file that appeared meanwhile
+        except FileExistsError:
+            pass
+    finally:
+        os.unlink(temp_name)
+    return destination
+
+
+__all__ = ["DicomImage", "convert_folder", "image_to_dicom", "read_dicom", "window_to_unit"]

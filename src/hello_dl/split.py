@@ -295,4 +295,33 @@ def split_folder(source: str | Path, destination: str | Path, settings: Settings
     return result
 
 
-__all__ = ["PLAN_FILE", "PlannedFile", "SplitResult", "plan_split", "split_folder"]
+# --- practice material for the lessons ---------------------------------------------------------------
+def example_source(settings: Settings, destination: str | Path) -> Path:
+    """A folder shaped like your own data (``<class name>/`` image folders), for practising a split.
+
+    Copies the tutorial's TRAIN and VAL images (read only) into ``destination/chest/`` and
+    ``destination/abdomen/`` (the class display names), so :func:`split_folder` can be tried
+    without touching anyone's real images. Assembled in a temporary folder and renamed into place;
+    an existing ``destination`` is returned as it is.
+    """
+    from hello_dl.dataset import scan
+
+    destination = Path(destination).expanduser()
+    if destination.exists():
+        return destination
+    index = scan(settings)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-", dir=destination.parent))
+    try:
+        for split in (index.train, index.val):
+            for path, label in zip(split.files, split.labels):
+                target = staging / index.class_info.name_of(label) / path.name
+                target.parent.mkdir(exist_ok=True)
+                shutil.copyfile(path, target)
+        os.rename(staging, destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return destination
+
+
+__all__ = ["PLAN_FILE", "PlannedFile", "SplitResult", "example_source", "plan_split", "split_folder"]
