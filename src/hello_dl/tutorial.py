@@ -343,8 +343,95 @@ def run_all(settings: Settings, notebooks_dir: Path | None = None, *, timeout: i
     return summary
 
 
+# --- the instructor's reference curves (conference mode) -------------------------------------------
+REFERENCE_FOLDER = "reference"
+
+
+def reference_dir(settings: Settings, group: str | None = None) -> Path:
+    """``<output_dir>/reference/<profile>[/<group>]``: where the instructor's runs of each group live."""
+    folder = Path(settings.output_dir) / REFERENCE_FOLDER / settings.profile
+    return folder / group if group else folder
+
+
+def reference_group_settings(settings: Settings, group: str) -> Settings:
+    """``settings`` turned into one experiment group's recipe, writing into that group's reference folder."""
+    from hello_dl import groups as groups_module
+
+    name = groups_module.normalise_group(group)
+    return settings.replace(experiment_group=name, participant="", **groups_module.group_settings(name),
+                            output_dir=reference_dir(settings, name))
+
+
+def reference_runs(settings: Settings) -> dict[str, Path]:
+    """The newest finished reference run of each group made with this profile (groups without one are left out)."""
+    from hello_dl import evaluate, groups as groups_module
+
+    found = {}
+    for group in groups_module.GROUPS:
+        runs = evaluate.list_runs(settings.replace(output_dir=reference_dir(settings, group)))
+        if runs:
+            found[group] = runs[-1]
+    return found
+
+
+def reference_status(settings: Settings) -> str:
+    """One plain sentence for notebook 05: which reference curves exist, or how to make them."""
+    from hello_dl import groups as groups_module
+
+    found = reference_runs(settings)
+    if len(found) == len(groups_module.GROUPS):
+        return f"Reference curves of all four groups ({settings.profile} profile) are shown beside yours."
+    how = (f"The instructor makes them before the session with `.venv/bin/python scripts/reference_curves.py "
+           f"--profile {settings.profile}` (see notebooks/INSTRUCTOR_GUIDE.md); they appear here on the next run "
+           "of this notebook.")
+    if not found:
+        return f"No reference curves of the other groups exist yet for the {settings.profile} profile. {how}"
+    missing = ", ".join(g for g in groups_module.GROUPS if g not in found)
+    return f"Reference curves exist for {', '.join(found)}; missing: {missing}. {how}"
+
+
+def curves_to_compare(settings: Settings, run_dir: Path) -> dict[str, Path]:
+    """Your run beside the instructor's reference runs, labelled for :func:`hello_dl.plots.plot_group_comparison`."""
+    yours = f"your run ({settings.experiment_group})" if settings.experiment_group else "your run"
+    curves = {yours: Path(run_dir)}
+    curves.update({f"group {group} (reference)": path for group, path in reference_runs(settings).items()})
+    return curves
+
+
+def train_reference_groups(settings: Settings, groups: tuple[str, ...] | list[str] | None = None,
+                           *, echo: Callable[[str], None] = print, verbose: int = 2) -> dict[str, Path]:
+    """Train every experiment group headless with ``settings``' profile; return group → run folder.
+
+    Each group's run goes to :func:`reference_dir` (one new run folder per call, nothing
+    overwritten), so notebook 05 finds the newest ones. A comparison figure of all groups with a
+    finished run is written to ``reference_dir(settings)/comparison.png``.
+    """
+    from hello_dl import groups as groups_module, plots, train as train_module
+
+    chosen = [groups_module.normalise_group(g) for g in (groups or groups_module.GROUPS)]
+    runs: dict[str, Path] = {}
+    started = time.monotonic()
+    for number, group in enumerate(chosen, start=1):
+        group_settings = reference_group_settings(settings, group)
+        echo(f"[{number}/{len(chosen)}] {groups_module.describe_group(group)} "
+             f"(elapsed {time.monotonic() - started:.0f} s)")
+        result = train_module.train(group_settings, verbose=verbose)
+        runs[group] = result.run_dir
+        echo(f"[{number}/{len(chosen)}] group {group} done in {result.metrics['timings']['total_seconds']:.0f} s: "
+             f"validation accuracy {result.metrics['val_accuracy']:.0%}, run folder {result.run_dir}")
+    every = reference_runs(settings)
+    if every:
+        plots.plot_group_comparison({f"group {g}": path for g, path in every.items()},
+                                    title=f"Experiment groups, {settings.profile} profile",
+                                    save_path=reference_dir(settings) / "comparison.png")
+    echo(f"Reference curves for {', '.join(chosen)} made in {(time.monotonic() - started) / 60:.1f} min "
+         f"in {reference_dir(settings)}")
+    return runs
+
+
 __all__ = [
-    "KERNEL_NAME", "NOTEBOOK_PATTERN", "NotebookResult", "TutorialError", "collect_metrics",
-    "default_notebooks_dir", "kernel_environment", "new_output_folder", "notebook_paths", "run_all",
-    "run_notebook", "save_figures", "write_summary",
+    "KERNEL_NAME", "NOTEBOOK_PATTERN", "NotebookResult", "REFERENCE_FOLDER", "TutorialError", "collect_metrics",
+    "curves_to_compare", "default_notebooks_dir", "kernel_environment", "new_output_folder", "notebook_paths",
+    "reference_dir", "reference_group_settings", "reference_runs", "reference_status", "run_all", "run_notebook",
+    "save_figures", "train_reference_groups", "write_summary",
 ]
