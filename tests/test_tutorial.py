@@ -111,7 +111,7 @@ def test_run_all_writes_executed_notebooks_figures_and_summary(tiny_lessons, tmp
                if c.cell_type == "code")
 
     figures = sorted((folder / "figures").glob("*.png"))
-    assert [f.name for f in figures] == ["00_first-cell04-1.png"]
+    assert [f.name for f in figures] == ["00_first-00-first-1.png"]  # named after the section heading
     assert Image.open(figures[0]).size[0] > 100
 
     text = summary.read_text()
@@ -119,7 +119,7 @@ def test_run_all_writes_executed_notebooks_figures_and_summary(tiny_lessons, tmp
     assert "| [00_first.ipynb](00_first.ipynb) | ok |" in text
     assert "| [01_second.ipynb](01_second.ipynb) | ok |" in text
     assert "val_accuracy: 0.8" in text  # the metrics file the second notebook wrote, read back
-    assert "(figures/00_first-cell04-1.png)" in text
+    assert "[00-first-1](figures/00_first-00-first-1.png)" in text
 
     # a second run gets its own folder; nothing of the first is overwritten
     second = tutorial.run_all(settings, tiny_lessons, echo=lines.append)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -121,19 +122,32 @@ def new_output_folder(output_dir: Path, prefix: str = "tutorial") -> Path:
     raise TutorialError(f"Could not create a new run folder in {output_dir}; remove old tutorial-* folders there.")
 
 
+def _slug(text: str, length: int = 48) -> str:
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    return "-".join(words)[:length].strip("-")
+
+
 def save_figures(notebook: Any, figures_dir: Path, stem: str) -> list[Path]:
-    """Write every PNG the notebook displayed to ``figures_dir`` (``<stem>-cellNN-K.png``)."""
+    """Write every PNG the notebook displayed to ``figures_dir``, named after the section it is in.
+
+    ``05_training_curves-loss-and-accuracy-epoch-by-epoch-1.png``: the notebook, the heading of the
+    markdown section above the cell, and a running number within that section.
+    """
     written = []
-    for index, cell in enumerate(notebook.cells, start=1):
-        if cell.get("cell_type") != "code":
+    section = "start"
+    per_section: dict[str, int] = {}
+    for cell in notebook.cells:
+        if cell.get("cell_type") == "markdown":
+            heading = re.search(r"^#{1,4} (.+)$", cell.get("source", ""), re.MULTILINE)
+            if heading:
+                section = _slug(heading.group(1)) or section
             continue
-        count = 0
         for output in cell.get("outputs", []):
             data = output.get("data", {})
             if "image/png" not in data:
                 continue
-            count += 1
-            path = figures_dir / f"{stem}-cell{index:02d}-{count}.png"
+            per_section[section] = per_section.get(section, 0) + 1
+            path = figures_dir / f"{stem}-{section}-{per_section[section]}.png"
             _write_atomically(path, base64.b64decode(data["image/png"]))
             written.append(path)
     return written
@@ -180,7 +194,7 @@ def run_notebook(path: Path, destination: Path, env: dict[str, str], *, timeout:
     def on_cell_start(cell: Any, cell_index: int) -> None:
         current.update(index=cell_index, started=time.monotonic())
 
-    def on_cell_complete(cell: Any, cell_index: int) -> None:
+    def on_cell_executed(cell: Any, cell_index: int, execute_reply: Any = None) -> None:
         took = time.monotonic() - current["started"]
         # Quiet for quick cells; a line for slow ones so a long training cell shows it is alive.
         if took >= 10:
@@ -191,7 +205,7 @@ def run_notebook(path: Path, destination: Path, env: dict[str, str], *, timeout:
         notebook, kernel_name=KERNEL_NAME, timeout=timeout, startup_timeout=120,
         extra_arguments=["--IPKernelApp.capture_fd_output=False"],
         resources={"metadata": {"path": str(path.parent)}},
-        on_cell_start=on_cell_start, on_cell_complete=on_cell_complete,
+        on_cell_start=on_cell_start, on_cell_executed=on_cell_executed,
     )
     started = time.monotonic()
     if kernel_log is not None:
@@ -291,7 +305,7 @@ def write_summary(folder: Path, settings: Settings, results: list[NotebookResult
     lines += ["## Figures", ""]
     for r in results:
         if r.figures:
-            links = ", ".join(f"[{p.stem.split('-', 1)[1]}]({_relative(p, folder)})" for p in r.figures)
+            links = ", ".join(f"[{p.stem[len(r.source.stem) + 1:]}]({_relative(p, folder)})" for p in r.figures)
             lines.append(f"- {r.source.stem}: {links}")
     if not any(r.figures for r in results):
         lines.append("No figures were drawn.")
