@@ -149,3 +149,57 @@ def write_dicom(path, pixels, *, photometric="MONOCHROME2", bits_stored=None, si
 def dicom_file():
     """Factory fixture: ``dicom_file(path, pixels, **options)`` writes a DICOM file (see write_dicom)."""
     return write_dicom
+
+
+@pytest.fixture(scope="session")
+def inception_notop_h5(tmp_path_factory) -> Path:
+    """A real InceptionV3-without-top weights file in Keras' legacy .h5 layout (random weights, ~88 MB).
+
+    Same layers and shapes as the ImageNet file Keras downloads, which cannot be fetched here.
+    """
+    import keras
+
+    path = tmp_path_factory.mktemp("weights") / "inception_v3_notop_random.h5"
+    keras.utils.set_random_seed(0)
+    base = keras.applications.InceptionV3(include_top=False, weights=None, input_shape=(75, 75, 3))
+    base.save(path)  # .h5 suffix: Keras' legacy HDF5 format, as the published weights files
+    return path
+
+
+#: The shared trained run: the smoke profile with just enough epochs to learn from scratch at 75 px.
+#: Batch 13 (5 steps per epoch) keeps BatchNorm's statistics steady; without augmentation the
+#: 65 training images are learned in a few epochs.
+SMOKE_RUN_OVERRIDES = {"finetune_epochs": 5, "batch_size": 13, "augment": "false"}
+
+
+@pytest.fixture(scope="session")
+def smoke_run(fetched_dataset, tmp_path_factory):
+    """ONE real training run (``hello-dl train --profile smoke``), shared by every test that needs one.
+
+    Returns a namespace with ``run_dir``, ``output`` (what the command printed), ``exit_code``,
+    ``argv`` and ``settings`` (the settings the run used).
+    """
+    import contextlib
+    import io
+    from types import SimpleNamespace
+
+    from hello_dl import cli
+    from hello_dl.settings import load_settings
+
+    output_dir = tmp_path_factory.mktemp("runs")
+    values = {"data_dir": str(fetched_dataset), "output_dir": str(output_dir), **SMOKE_RUN_OVERRIDES}
+    argv = ["train", "--profile", "smoke"]
+    for key, value in values.items():
+        argv += ["--set", f"{key}={value}"]
+    buffer = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        for key in list(os.environ):
+            if key.startswith("HELLO_DL_"):
+                patch.delenv(key)
+        patch.setenv("HELLO_DL_HOME", str(PROJECT_ROOT))
+        with contextlib.redirect_stdout(buffer):
+            exit_code = cli.main(argv)
+        settings = load_settings("smoke", environ={}, **values)
+    runs = sorted(p for p in output_dir.iterdir() if p.is_dir())
+    return SimpleNamespace(run_dir=runs[-1] if runs else None, output=buffer.getvalue(), exit_code=exit_code,
+                           argv=argv, settings=settings, runs=runs)
