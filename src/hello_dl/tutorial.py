@@ -357,6 +357,23 @@ def run_all(settings: Settings, notebooks_dir: Path | None = None, *, timeout: i
     return summary
 
 
+# --- what the later lessons need from the earlier ones --------------------------------------------
+class MissingStepError(TutorialError):
+    """A lesson needs the result of an earlier notebook that has not been run yet."""
+
+
+def latest_trained_run(settings: Settings) -> Path:
+    """The newest finished training run (notebook 04), or a plain message saying to run 04 first."""
+    from hello_dl import evaluate
+
+    runs = evaluate.list_runs(settings)
+    if not runs:
+        raise MissingStepError(
+            f"No trained model found in {settings.output_dir}. Run notebook 04_train first (to the end, with "
+            "the same settings), then run this notebook again from the top.")
+    return runs[-1]
+
+
 # --- the instructor's reference curves (conference mode) -------------------------------------------
 REFERENCE_FOLDER = "reference"
 
@@ -444,8 +461,8 @@ def train_reference_groups(settings: Settings, groups: tuple[str, ...] | list[st
 
 
 __all__ = [
-    "KERNEL_NAME", "NOTEBOOK_PATTERN", "NotebookResult", "REFERENCE_FOLDER", "TutorialError", "collect_metrics",
-    "curves_to_compare", "default_notebooks_dir", "kernel_environment", "new_output_folder", "notebook_paths",
+    "KERNEL_NAME", "MissingStepError", "NOTEBOOK_PATTERN", "NotebookResult", "REFERENCE_FOLDER", "TutorialError", "collect_metrics",
+    "curves_to_compare", "default_notebooks_dir", "kernel_environment", "latest_trained_run", "new_output_folder", "notebook_paths",
     "reference_dir", "reference_group_settings", "reference_runs", "reference_status", "run_all", "run_notebook",
     "save_figures", "train_reference_groups", "write_summary",
 ]

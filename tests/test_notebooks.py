@@ -1,0 +1,150 @@
+"""The lesson notebooks: stored clean, built to the same pattern, thin, and runnable headless in order.
+
+The execution test runs every notebook, in order, each in its own fresh kernel, under the smoke
+profile against the shared dataset (fetched into a temporary data folder), exactly as
+``hello-dl run`` does, and fails on the first cell error.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from hello_dl import tutorial
+from hello_dl.settings import load_settings
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob(tutorial.NOTEBOOK_PATTERN))
+
+EXPECTED_SEQUENCE = [
+    "00_hello_world_and_setup", "01_data_and_split", "02_build_model", "03_augmentation",
+    "04_train", "05_training_curves", "06_inference_and_evaluation", "07_explain",
+]
+# The opening every notebook shares, in this order (headings of markdown cells).
+OPENING = [
+    "What you will do (and how long it takes)", "Setup", "Imports", "Settings and the data folder",
+    "Checksum-verified data", "Seed", "Running on GPU or CPU",
+]
+CLOSING = "Check your understanding"
+
+
+def read(path: Path):
+    return nbformat.read(path, as_version=4)
+
+
+def headings(notebook) -> list[str]:
+    found = []
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            found += [m.group(1).strip() for m in re.finditer(r"^#{1,3} (.+)$", cell.source, re.MULTILINE)]
+    return found
+
+
+def code_sources(notebook) -> list[str]:
+    return [cell.source for cell in notebook.cells if cell.cell_type == "code"]
+
+
+def test_the_whole_sequence_is_there():
+    assert [p.stem for p in NOTEBOOKS] == EXPECTED_SEQUENCE
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_stored_without_outputs(path):
+    notebook = read(path)
+    nbformat.validate(notebook)
+    for number, cell in enumerate(notebook.cells, start=1):
+        if cell.cell_type == "code":
+            assert cell.outputs == [], f"{path.name} cell {number} has outputs: clear them before committing"
+            assert cell.execution_count is None, f"{path.name} cell {number} has an execution count"
+    assert notebook.metadata["kernelspec"]["name"] == tutorial.KERNEL_NAME
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_has_the_standard_opening_and_closing(path):
+    notebook = read(path)
+    titles = headings(notebook)
+    assert titles[0].startswith(path.stem[:2] + " · "), f"{path.name} must start with its number and title"
+    positions = [titles.index(h) if h in titles else -1 for h in OPENING]
+    assert -1 not in positions, f"{path.name} lacks opening section(s): {[h for h, p in zip(OPENING, positions) if p < 0]}"
+    assert positions == sorted(positions), f"{path.name}: the opening sections are out of order"
+    # "How long it takes" is stated in the first cell.
+    assert re.search(r"\*\*Time:\*\* about \d+", notebook.cells[0].source)
+    # The conference participant comes from a clearly marked variable or HELLO_DL_PARTICIPANT.
+    assert any("PARTICIPANT = " in source and "load_settings(participant=PARTICIPANT" in source
+               for source in code_sources(notebook))
+    last = notebook.cells[-1]
+    assert last.cell_type == "markdown" and last.source.startswith(f"## {CLOSING}")
+    questions = re.findall(r"^\d+\. ", last.source, re.MULTILINE)
+    assert 2 <= len(questions) <= 4, f"{path.name} should end with 2-4 questions, has {len(questions)}"
+    # Every lesson links to at least one source for deeper reading.
+    prose = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "markdown")
+    assert re.search(r"\]\(https://", prose), f"{path.name} has no link for deeper reading"
+
+
+# Absolute paths of any operating system, or a home folder: none belongs in a lesson.
+HARD_CODED_PATH = re.compile(r"""["'](/[A-Za-z]|~/|[A-Za-z]:\\|\\\\)""")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_notebook_hard_codes_a_path(path):
+    for source in code_sources(read(path)):
+        assert not HARD_CODED_PATH.search(source), f"{path.name} hard-codes a path in:\n{source}"
+        assert "/work/" not in source and "/home/" not in source and "/Users/" not in source
+
+
+# Logic belongs in the package: no loops, functions, classes or hand-made plotting in a lesson.
+LOGIC = re.compile(r"^\s*(for |while |def |class |async |with |try:)|\bfor \w+ in\b|lambda |plt\.|\.imshow\(|"
+                   r"import matplotlib", re.MULTILINE)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebooks_are_thin_lessons(path):
+    for source in code_sources(read(path)):
+        assert not LOGIC.search(source), f"{path.name} has logic that belongs in the package:\n{source}"
+        lines = [line for line in source.splitlines() if line.strip() and not line.strip().startswith("#")]
+        assert len(lines) <= 6, f"{path.name} has a long code cell ({len(lines)} lines):\n{source}"
+
+
+@pytest.mark.slow
+def test_every_notebook_runs_in_order_under_the_smoke_profile(shared_dataset, tmp_path):
+    settings = load_settings("smoke", environ={}, data_source=str(shared_dataset),
+                             data_dir=str(tmp_path / "data" / "open_i_abd_vs_cxr"),
+                             output_dir=str(tmp_path / "outputs"))
+    progress: list[str] = []
+    summary = tutorial.run_all(settings, NOTEBOOKS_DIR, echo=progress.append)  # raises on any cell error
+
+    folder = summary.parent
+    assert sorted(p.name for p in folder.glob("*.ipynb")) == [p.name for p in NOTEBOOKS]
+    for path in NOTEBOOKS:
+        executed = read(folder / path.name)
+        errors = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs
+                  if o.output_type == "error"]
+        assert not errors, f"{path.name}: {errors[0].ename}: {errors[0].evalue}"
+        assert all(c.execution_count for c in executed.cells if c.cell_type == "code" and c.source.strip())
+    # The lessons that are about pictures show them, and the runner saved them.
+    figures = {p.name.split("-", 1)[0] for p in (folder / "figures").glob("*.png")}
+    assert figures >= {"01_data_and_split", "03_augmentation", "05_training_curves",
+                       "06_inference_and_evaluation", "07_explain"}
+    text = summary.read_text()
+    assert "all notebooks ran without error" in text
+    assert re.search(r"accuracy\S*: [0-9.]+", text), "the summary should report the training run's metrics"
+    # The sources stay clean after a run.
+    assert all(not c.get("outputs") for p in NOTEBOOKS for c in read(p).cells if c.cell_type == "code")
+
+
+def test_a_later_notebook_without_a_trained_model_says_which_notebook_to_run(shared_dataset, tmp_path):
+    """Run on its own before any training, 05 (like 06 and 07, through the same call) must stop with a
+    plain pointer to notebook 04."""
+    name = "05_training_curves"
+    lesson = tmp_path / "lesson"
+    lesson.mkdir()
+    (lesson / f"{name}.ipynb").write_bytes((NOTEBOOKS_DIR / f"{name}.ipynb").read_bytes())
+    settings = load_settings("smoke", environ={}, data_source=str(shared_dataset),
+                             data_dir=str(tmp_path / "data"), output_dir=str(tmp_path / "outputs"))
+    with pytest.raises(tutorial.TutorialError) as caught:
+        tutorial.run_all(settings, lesson, echo=lambda line: None)
+    message = str(caught.value)
+    assert "No trained model found" in message and "04_train" in message
