@@ -91,8 +91,10 @@ def main(argv: list[str] | None = None) -> None:
     # Notebooks find data/ and outputs/ of this checkout even when the package is installed elsewhere.
     env.setdefault("HELLO_DL_HOME", str(PROJECT_ROOT))
     print("Starting JupyterLab on the tutorial notebooks.")
+    # In Docker the browser reaches the server through a mapped port (HOST_PORT), not this one.
+    public_port = int(os.environ.get("HOST_PORT") or port)
     print(f"Open this address in your web browser (the token in it is the password):\n\n    "
-          f"{browser_url(args.ip, port, env['JUPYTER_TOKEN'])}\n")
+          f"{browser_url(args.ip, public_port, env['JUPYTER_TOKEN'])}\n")
     print("Stop JupyterLab with Ctrl+C (twice).", flush=True)
     command = lab_command(args.ip, port, open_browser=not args.no_browser)
     os.execve(command[0], command, env)  # JupyterLab takes over this process: Ctrl+C goes straight to it

@@ -215,3 +215,39 @@ def test_lab_uses_the_users_token_when_set():
     assert lab.browser_url("0.0.0.0", 8888, "t") == "http://127.0.0.1:8888/lab?token=t"
     command = lab.lab_command("127.0.0.1", 8888, open_browser=False)
     assert "--ServerApp.ip=127.0.0.1" in command and not any("token" in part.lower() for part in command)
+
+
+# --- the instructor's reference curves ------------------------------------------------------------
+@pytest.mark.slow
+def test_reference_script_trains_a_group_where_notebook_05_finds_it(shared_dataset, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HELLO_DL_")}
+    env.update(HELLO_DL_HOME=str(PROJECT_ROOT), HELLO_DL_DATA_SOURCE=str(shared_dataset),
+               HELLO_DL_DATA_DIR=str(tmp_path / "data"), HELLO_DL_OUTPUT_DIR=str(tmp_path / "outputs"))
+    # One group, and only the frozen phase, to keep the test short; the script's path is the same.
+    finished = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "scripts" / "reference_curves.py"), "--profile", "smoke",
+         "--groups", "2b", "--set", "finetune_epochs=0", "--quiet"],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stdout[-2000:] + finished.stderr[-2000:]
+
+    settings = load_settings("smoke", environ={}, data_dir=str(tmp_path / "data"),
+                             output_dir=str(tmp_path / "outputs"))
+    runs = tutorial.reference_runs(settings)
+    assert list(runs) == ["2B"]
+    run = runs["2B"]
+    assert run.parent == tmp_path / "outputs" / "reference" / "smoke" / "2B"
+    saved = json.loads((run / "settings.json").read_text())["settings"]
+    assert saved["experiment_group"] == "2B" and saved["augment"] is False and saved["dropout"] == 0.0
+    assert len(json.loads((run / "history.json").read_text())["val_loss"]) == 1
+    assert (tmp_path / "outputs" / "reference" / "smoke" / "comparison.png").is_file()
+    assert f"group 2B: {run}" in finished.stdout
+
+    status = tutorial.reference_status(settings)
+    assert "exist for 2B" in status and "missing: 1A, 1B, 2A" in status and "reference_curves.py" in status
+    # Notebook 05 compares "your run" with the references; a participant's run is any run folder.
+    curves = tutorial.curves_to_compare(settings.replace(experiment_group="1A"), run)
+    assert list(curves) == ["your run (1A)", "group 2B (reference)"]
+    # Another profile has its own reference folder: nothing is mixed up.
+    conference = load_settings("conference", environ={}, output_dir=str(tmp_path / "outputs"))
+    assert tutorial.reference_runs(conference) == {}
+    assert "No reference curves" in tutorial.reference_status(conference)

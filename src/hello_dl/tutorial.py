@@ -394,14 +394,21 @@ def reference_group_settings(settings: Settings, group: str) -> Settings:
 
 
 def reference_runs(settings: Settings) -> dict[str, Path]:
-    """The newest finished reference run of each group made with this profile (groups without one are left out)."""
-    from hello_dl import evaluate, groups as groups_module
+    """The newest reference run of each group made with this profile (groups without one are left out).
+
+    Only the run's history is needed, so an instructor can hand out the small ``history.json``
+    files without the models.
+    """
+    from hello_dl import groups as groups_module
+    from hello_dl.train import HISTORY_CSV, HISTORY_JSON
 
     found = {}
     for group in groups_module.GROUPS:
-        runs = evaluate.list_runs(settings.replace(output_dir=reference_dir(settings, group)))
+        folder = reference_dir(settings, group)
+        runs = sorted(run for run in folder.iterdir() if (run / HISTORY_JSON).is_file()
+                      or (run / HISTORY_CSV).is_file()) if folder.is_dir() else []
         if runs:
-            found[group] = runs[-1]
+            found[group] = runs[-1]  # run folders start with their date and time
     return found
 
 
