@@ -110,9 +110,11 @@ def test_notebooks_are_thin_lessons(path):
 
 @pytest.mark.slow
 def test_every_notebook_runs_in_order_under_the_smoke_profile(shared_dataset, tmp_path):
+    # A conference participant: the group travels to every kernel through HELLO_DL_PARTICIPANT.
     settings = load_settings("smoke", environ={}, data_source=str(shared_dataset),
                              data_dir=str(tmp_path / "data" / "open_i_abd_vs_cxr"),
-                             output_dir=str(tmp_path / "outputs"))
+                             output_dir=str(tmp_path / "outputs"), participant="ada")
+    group = settings.experiment_group
     progress: list[str] = []
     summary = tutorial.run_all(settings, NOTEBOOKS_DIR, echo=progress.append)  # raises on any cell error
 
@@ -128,6 +130,11 @@ def test_every_notebook_runs_in_order_under_the_smoke_profile(shared_dataset, tm
     figures = {p.name.split("-", 1)[0] for p in (folder / "figures").glob("*.png")}
     assert figures >= {"01_data_and_split", "03_augmentation", "05_training_curves",
                        "06_inference_and_evaluation", "07_explain"}
+    printed = {path.stem: "".join(o.get("text", "") for c in read(folder / path.name).cells
+                                  if c.cell_type == "code" for o in c.outputs) for path in NOTEBOOKS}
+    assert f"Experiment group: {group}" in printed["03_augmentation"]
+    assert f"Experiment group: {group}" in printed["04_train"]
+    assert f"_smoke_{group}" in printed["05_training_curves"]  # 05 found the run 04 trained
     text = summary.read_text()
     assert "all notebooks ran without error" in text
     assert re.search(r"accuracy\S*: [0-9.]+", text), "the summary should report the training run's metrics"
