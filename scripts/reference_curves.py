@@ -13,7 +13,8 @@ metrics), plus a comparison figure <output_dir>/reference/<profile>/comparison.p
 again adds new runs; notebook 05 always uses the newest of each group.
 
 How long it takes (four groups; each group is one full training run of the profile):
-  smoke (75 px, 1 + 1 epochs, no pretrained weights): measured about 25 s per group on a 2-core CPU.
+  smoke (75 px, 1 + 1 epochs, no pretrained weights): measured 1.5-2.5 min per group (9.3 min for all
+    four) on a 2-core CPU that other jobs were using at the same time; about 1 min of CPU time per group.
   conference (299 px, 5 frozen + 5 fine-tune epochs from mixed9): estimated 3-4 min per group on a
     2-core CPU, so 12-16 min; under 1 min per group on one GPU.
   paper (299 px, 20 epochs, everything trainable): estimated about 8 min per group on a 2-core CPU,
