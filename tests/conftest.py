@@ -169,7 +169,7 @@ def inception_notop_h5(tmp_path_factory) -> Path:
 #: The shared trained run: the smoke profile with just enough epochs to learn from scratch at 75 px.
 #: Batch 13 (5 steps per epoch) keeps BatchNorm's statistics steady; without augmentation the
 #: 65 training images are learned in a few epochs.
-SMOKE_RUN_OVERRIDES = {"finetune_epochs": 5, "batch_size": 13, "augment": "false"}
+SMOKE_RUN_OVERRIDES = {"finetune_epochs": 7, "batch_size": 13, "augment": "false"}
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,271 @@
+"""Looking inside the classifier (beyond the paper).
+
+* :func:`grad_cam` — which regions of a radiograph drove a prediction: gradients of the
+  prediction with respect to InceptionV3's last convolutional block (``mixed10``), averaged per
+  channel, weigh that block's feature maps (Selvaraju et al., Grad-CAM, 2017).
+* :func:`tsne_features` — a 2-D t-SNE map of the penultimate layer (the Dense 256 "features"):
+  if the network learned the task, the two classes form two clusters (the RadioGraphics primer's
+  figure 13).
+* :func:`shortcut_check` — can image *size* alone (width, height, aspect ratio, no pixel at all)
+  tell chest from abdomen? On this dataset it nearly can, and a network may learn that shortcut
+  instead of anatomy. A tiny scikit-learn classifier answers the question honestly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+import numpy as np
+
+from hello_dl import model as model_module
+from hello_dl.settings import Settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    import keras
+
+#: Above this cross-validated accuracy, image size alone "predicts the class" (and we warn).
+SHORTCUT_WARNING_ACCURACY = 0.8
+
+
+# --- Grad-CAM --------------------------------------------------------------------------------------
+def _cam_parts(model: "keras.Model", layer_name: str):
+    """(base → [chosen block, base output], head layers after the base) of a hello_dl model."""
+    import keras
+
+    base = model_module.base_model(model)
+    try:
+        block = base.get_layer(layer_name)
+    except ValueError:
+        raise ValueError(f"InceptionV3 has no layer named {layer_name!r} (the last block is "
+                         f"{model_module.LAST_CONV_BLOCK!r}).") from None
+    inner = keras.Model(base.inputs, [block.output, base.output])
+    layers = list(model.layers)
+    head = layers[layers.index(base) + 1:]
+    return inner, head
+
+
+def grad_cam(model: "keras.Model", image: np.ndarray, *, layer_name: str = model_module.LAST_CONV_BLOCK,
+             target_class: int | None = None, parts: Any = None) -> tuple[np.ndarray, float]:
+    """Grad-CAM heatmap of one image, scaled to [0, 1], and the model's probability of class 1.
+
+    ``image`` is a model input (``(size, size, 3)`` in [-1, 1], e.g. from
+    :func:`hello_dl.pipeline.prepare_images`). The heatmap has the block's own resolution
+    (8x8 for 299-pixel images); :func:`heatmap_overlay` stretches it over the image.
+    ``target_class`` defaults to the predicted class: for class 0 (chest) the map shows what
+    argued *against* abdomen. Gradients are taken of the pre-sigmoid score, which does not
+    saturate when the model is very sure.
+    """
+    import tensorflow as tf
+
+    inner, head = parts or _cam_parts(model, layer_name)
+    batch = tf.convert_to_tensor(np.asarray(image, dtype=np.float32).reshape((1,) + tuple(np.shape(image)[-3:])))
+    with tf.GradientTape() as tape:
+        tape.watch(batch)  # records the whole forward pass, frozen layers included
+        block_output, features = inner(batch, training=False)
+        for layer in head[:-1]:
+            features = layer(features, training=False)
+        last = head[-1]
+        logit = tf.matmul(features, last.kernel) + last.bias  # the output layer without its sigmoid
+    gradients = tape.gradient(logit, block_output)
+    probability = float(tf.sigmoid(logit)[0, 0])
+    if target_class is None:
+        target_class = int(probability >= 0.5)
+    if target_class == 0:
+        gradients = -gradients
+    channel_weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
+    cam = tf.nn.relu(tf.reduce_sum(block_output * channel_weights, axis=-1))[0].numpy()
+    peak = float(cam.max())
+    heatmap = cam / peak if peak > 0 else np.zeros_like(cam)
+    return heatmap.astype(np.float32), probability
+
+
+def resize_heatmap(heatmap: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Stretch a heatmap to an image's size (bilinear), kept in [0, 1]."""
+    import tensorflow as tf
+
+    resized = tf.image.resize(np.asarray(heatmap, dtype=np.float32)[..., None], (height, width), method="bilinear")
+    return np.clip(resized.numpy()[..., 0], 0.0, 1.0)
+
+
+def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.4,
+                    colormap: str = "jet") -> np.ndarray:
+    """The image (uint8 RGB) with the heatmap in colour on top, same size as the image."""
+    from matplotlib import colormaps
+
+    image = np.asarray(image)
+    full = resize_heatmap(heatmap, image.shape[0], image.shape[1])
+    coloured = colormaps[colormap](full)[..., :3] * 255.0
+    blended = (1.0 - alpha) * image.astype(np.float32) + alpha * coloured
+    return blended.clip(0, 255).astype(np.uint8)
+
+
+@dataclass
+class GradCamResult:
+    file: Path | None
+    image: np.ndarray  # uint8, as the network sees it (resized)
+    heatmap: np.ndarray  # [0, 1], the block's resolution
+    overlay: np.ndarray  # uint8, same size as image
+    probability: float  # of class 1
+    predicted_name: str
+
+    @property
+    def caption(self) -> str:
+        name = f"{Path(self.file).name[:22]}\n" if self.file else ""
+        return f"{name}{self.predicted_name} (p={self.probability:.2f})"
+
+
+def grad_cam_files(paths: Iterable[str | Path], settings: Settings, run_dir: str | Path | None = None, *,
+                   model: "keras.Model | None" = None,
+                   layer_name: str = model_module.LAST_CONV_BLOCK) -> list[GradCamResult]:
+    """Grad-CAM for image files or folders with a run's best model (default: the latest run)."""
+    from hello_dl import evaluate, pipeline
+
+    files = evaluate.find_images(paths)
+    if model is None:
+        run_dir = Path(run_dir) if run_dir is not None else evaluate.latest_run(settings)
+        settings = evaluate.settings_for_run(run_dir, settings)
+        model = evaluate.load_run_model(run_dir)
+    parts = _cam_parts(model, layer_name)
+    results = []
+    for file in files:
+        image = np.asarray(pipeline.load_for_model(file, settings))
+        heatmap, probability = grad_cam(model, pipeline.preprocess(image), layer_name=layer_name, parts=parts)
+        label = int(evaluate.classify([probability], settings)[0])
+        results.append(GradCamResult(Path(file), image, heatmap, heatmap_overlay(image, heatmap), probability,
+                                     settings.class_names[label]))
+    return results
+
+
+# --- t-SNE --------------------------------------------------------------------------------------------
+def penultimate_features(model: "keras.Model", images: np.ndarray, batch_size: int = 16) -> np.ndarray:
+    """The Dense 256 ("features") activations for model inputs in [-1, 1]."""
+    import keras
+
+    extractor = keras.Model(model.inputs, model.get_layer(model_module.FEATURES_LAYER).output)
+    return np.asarray(extractor.predict(images, batch_size=batch_size, verbose=0))
+
+
+@dataclass
+class TsneResult:
+    embedding: np.ndarray  # (N, 2)
+    labels: np.ndarray  # class index per image
+    splits: np.ndarray  # "train" / "val" per image
+    files: list[Path]
+    class_names: tuple[str, ...]
+    features: np.ndarray = field(repr=False)  # (N, 256)
+
+
+def tsne_features(model: "keras.Model", settings: Settings, splits: Sequence[str] = ("train", "val"), *,
+                  perplexity: float | None = None) -> TsneResult:
+    """t-SNE (scikit-learn, seeded) of the penultimate features of the labelled images of ``splits``."""
+    from sklearn.manifold import TSNE
+
+    from hello_dl import pipeline
+
+    images, labels, roles, files = [], [], [], []
+    for split in splits:
+        arrays = pipeline.load_split_arrays(settings, split)
+        known = arrays.labels != pipeline.UNKNOWN_LABEL
+        images.append(arrays.images[known])
+        labels.append(arrays.labels[known])
+        roles += [split] * int(known.sum())
+        files += [f for f, k in zip(arrays.files, known) if k]
+    stacked = np.concatenate(images)
+    features = penultimate_features(model, pipeline.preprocess(stacked), settings.batch_size)
+    count = len(features)
+    # t-SNE needs perplexity < number of points; ~a third of them suits a few dozen images.
+    perplexity = perplexity or float(max(2.0, min(30.0, (count - 1) / 3.0)))
+    embedding = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto",
+                     random_state=int(settings.seed)).fit_transform(features.astype(np.float64))
+    return TsneResult(embedding, np.concatenate(labels).astype(int), np.asarray(roles), files,
+                      tuple(settings.class_names), features)
+
+
+# --- the size shortcut -------------------------------------------------------------------------------
+def image_size_features(files: Sequence[str | Path]) -> np.ndarray:
+    """Width, height and aspect ratio (width / height) of each file, read from the file itself."""
+    from hello_dl.images import image_info
+
+    rows = []
+    for file in files:
+        width, height, _ = image_info(file)
+        rows.append((width, height, width / height))
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 3)
+
+
+@dataclass
+class ShortcutResult:
+    accuracy: float  # cross-validated on the training images
+    accuracy_std: float
+    folds: int
+    train_images: int
+    majority_accuracy: float  # always answering the commoner class
+    val_accuracy: float | None  # the size-only rule fitted on TRAIN, scored on VAL
+    cnn_accuracy: float | None  # the network's validation accuracy, for comparison
+    class_names: tuple[str, ...]
+    features: np.ndarray = field(repr=False)
+    labels: np.ndarray = field(repr=False)
+
+    @property
+    def size_predicts_class(self) -> bool:
+        return self.accuracy >= SHORTCUT_WARNING_ACCURACY and self.accuracy > self.majority_accuracy + 0.1
+
+    @property
+    def warning(self) -> str:
+        if not self.size_predicts_class:
+            return ("Image size alone does not predict the class well here, so the network cannot "
+                    "rely on that shortcut.")
+        return (f"WARNING: the image size alone (width, height and their ratio, without looking at a "
+                f"single pixel) gets {self.accuracy:.0%} of the training images right. A network can "
+                f"learn this shortcut instead of the anatomy, and it would fail on images of other sizes. "
+                f"Check the Grad-CAM maps, and try keep_aspect_ratio=True (pads instead of stretching).")
+
+    def format(self) -> str:
+        lines = [f"Size-only classifier (a depth-2 decision tree on width, height, aspect ratio), "
+                 f"{self.folds}-fold cross-validation on {self.train_images} training images:",
+                 f"  accuracy {self.accuracy:.1%} (± {self.accuracy_std:.1%}); always guessing the commoner "
+                 f"class: {self.majority_accuracy:.1%}"]
+        if self.val_accuracy is not None:
+            lines.append(f"  the same rule on the validation images: {self.val_accuracy:.1%}")
+        if self.cnn_accuracy is not None:
+            lines.append(f"  the network (CNN) on the validation images: {self.cnn_accuracy:.1%}")
+        lines.append(self.warning)
+        return "\n".join(lines)
+
+
+def shortcut_check(settings: Settings, cnn_accuracy: float | None = None, *, folds: int = 5) -> ShortcutResult:
+    """Cross-validate a tiny size-only classifier on TRAIN; compare with the CNN's accuracy."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.tree import DecisionTreeClassifier
+
+    from hello_dl.dataset import scan
+
+    index = scan(settings)
+    features = image_size_features(index.train.files)
+    labels = np.asarray(index.train.labels, dtype=int)
+    smallest_class = int(np.bincount(labels).min())
+    folds = max(2, min(folds, smallest_class))
+
+    def tree() -> DecisionTreeClassifier:
+        return DecisionTreeClassifier(max_depth=2, random_state=int(settings.seed))
+
+    scores = cross_val_score(tree(), features, labels,
+                             cv=StratifiedKFold(n_splits=folds, shuffle=True, random_state=int(settings.seed)))
+    val_accuracy = None
+    val_labels = [label for label in index.val.labels if label is not None]
+    if val_labels:
+        val_files = [f for f, label in zip(index.val.files, index.val.labels) if label is not None]
+        val_accuracy = float(tree().fit(features, labels).score(image_size_features(val_files), val_labels))
+    return ShortcutResult(
+        accuracy=float(scores.mean()), accuracy_std=float(scores.std()), folds=folds, train_images=len(labels),
+        majority_accuracy=float(np.bincount(labels).max() / len(labels)), val_accuracy=val_accuracy,
+        cnn_accuracy=cnn_accuracy, class_names=tuple(settings.class_names), features=features, labels=labels)
+
+
+__all__ = [
+    "GradCamResult", "SHORTCUT_WARNING_ACCURACY", "ShortcutResult", "TsneResult", "grad_cam", "grad_cam_files",
+    "heatmap_overlay", "image_size_features", "penultimate_features", "resize_heatmap", "shortcut_check",
+    "tsne_features",
+]

@@ -1,0 +1,383 @@
+"""Every figure of the kit, in one consistent style.
+
+Each ``plot_*`` function returns a Matplotlib ``Figure`` (a notebook shows it when it is the
+last line of a cell) and, given ``save_path``, also writes it to disk atomically (PNG, or any
+format Matplotlib knows from the file's extension). Figures are built without ``pyplot``, so
+nothing is left open in the background and nothing is shown twice in a notebook.
+
+Colours are fixed per class (chest blue, abdomen vermillion, both readable for colour-blind
+viewers), training curves are solid and validation curves dashed, everywhere.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+#: One colour per class index (Okabe-Ito palette: safe for colour-blind viewers).
+CLASS_COLOURS = ("#0072B2", "#D55E00")
+SERIES_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+CORRECT_COLOUR = "#009E73"
+WRONG_COLOUR = "#D55E00"
+
+STYLE = {
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "legend.frameon": False,
+    "figure.dpi": 100,
+    "savefig.dpi": 150,
+    "savefig.bbox": "tight",
+    "image.cmap": "gray",
+}
+
+
+def save_figure(figure, path: str | Path) -> Path:
+    """Write ``figure`` to ``path`` atomically (temporary file, then rename): never a half-written PNG."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.{fmt}")
+    try:
+        figure.savefig(temporary, format=fmt)
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+    return path
+
+
+def _styled(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Apply the kit's style while the figure is built, and save it if ``save_path`` is given."""
+
+    @functools.wraps(function)
+    def wrapper(*args, save_path: str | Path | None = None, **kwargs):
+        import matplotlib
+
+        with matplotlib.rc_context(STYLE):
+            figure = function(*args, **kwargs)
+            if save_path is not None:
+                save_figure(figure, save_path)
+        return figure
+
+    return wrapper
+
+
+def _new_figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _as_image(item: Any) -> np.ndarray:
+    """A path (loaded with the kit's one image loader) or an array, as something imshow can draw."""
+    if isinstance(item, (str, Path)):
+        from hello_dl.images import load_image
+
+        return load_image(item, min_side=0)
+    array = np.asarray(item)
+    if array.dtype != np.uint8 and array.size and array.min() < 0:  # model input in [-1, 1]
+        array = ((array + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
+    return array
+
+
+def _image_axis(axis, image: np.ndarray, title: str = "", colour: str | None = None) -> None:
+    axis.imshow(image, cmap="gray" if image.ndim == 2 else None)
+    axis.set_xticks([])
+    axis.set_yticks([])
+    axis.grid(False)
+    for spine in axis.spines.values():
+        spine.set_visible(False)
+    if title:
+        axis.set_title(title, fontsize=9, color=colour or "black")
+
+
+# --- data ----------------------------------------------------------------------------------------
+def class_samples(settings, split: str = "train", per_class: int = 4) -> dict[str, list[Path]]:
+    """The first ``per_class`` files of each class in a split, for :func:`plot_sample_grid`."""
+    from hello_dl.dataset import scan
+
+    chosen = scan(settings).split(split)
+    out: dict[str, list[Path]] = {name: [] for name in settings.class_names}
+    for path, label in zip(chosen.files, chosen.labels):
+        if label is not None and len(out[settings.class_names[label]]) < per_class:
+            out[settings.class_names[label]].append(path)
+    return out
+
+
+@_styled
+def plot_sample_grid(samples: Mapping[str, Sequence[Any]], *, per_class: int = 4, title: str | None = None):
+    """One row per class with a few of its images (paths or arrays), each titled with its size.
+
+    Sizes are shown on purpose: on the tutorial data they nearly give the class away.
+    """
+    names = list(samples)
+    columns = max(1, min(per_class, max((len(v) for v in samples.values()), default=1)))
+    figure = _new_figure(2.2 * columns, 2.4 * len(names))
+    axes = np.atleast_2d(figure.subplots(len(names), columns, squeeze=False))
+    for row, name in enumerate(names):
+        items = list(samples[name])[:columns]
+        for column in range(columns):
+            axis = axes[row, column]
+            if column >= len(items):
+                axis.set_visible(False)
+                continue
+            image = _as_image(items[column])
+            label = Path(items[column]).name if isinstance(items[column], (str, Path)) else ""
+            size = f"{image.shape[1]}x{image.shape[0]} px"
+            _image_axis(axis, image, f"{_short(label)}\n{size}" if label else size)
+        axes[row, 0].set_ylabel(name, fontsize=11, color=CLASS_COLOURS[row % len(CLASS_COLOURS)])
+        axes[row, 0].yaxis.label.set_visible(True)
+    figure.suptitle(title or "Sample images per class")
+    return figure
+
+
+@_styled
+def plot_augmentation_preview(image: Any, settings, *, count: int = 8, seed: int | None = None):
+    """One training image and ``count`` random augmentations of it (what the network sees)."""
+    import tensorflow as tf
+
+    from hello_dl import pipeline
+    from hello_dl.images import resize_image
+
+    if isinstance(image, (str, Path)):
+        original = np.asarray(pipeline.load_for_model(image, settings))
+    else:
+        original = resize_image(np.asarray(image, dtype=np.uint8), settings.image_size, settings.keep_aspect_ratio)
+    augmenter = pipeline.augmentation_layers(settings if seed is None else settings.replace(seed=seed))
+    batch = tf.repeat(tf.convert_to_tensor(original[None], dtype=tf.float32), count, axis=0)
+    augmented = np.asarray(augmenter(batch, training=True)).clip(0, 255).astype(np.uint8)
+    columns = min(5, count + 1)
+    rows = int(np.ceil((count + 1) / columns))
+    figure = _new_figure(2.2 * columns, 2.3 * rows)
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    _image_axis(axes[0], original, "original")
+    for index, axis in enumerate(axes[1:]):
+        if index < count:
+            _image_axis(axis, augmented[index], f"augmented {index + 1}")
+        else:
+            axis.set_visible(False)
+    figure.suptitle("Data augmentation: random rotation, shift, shear, zoom and flip (training only)")
+    return figure
+
+
+# --- training ------------------------------------------------------------------------------------------
+def _history(source: Any) -> dict[str, list]:
+    if isinstance(source, (str, Path)):
+        from hello_dl.train import load_history
+
+        return load_history(source)
+    if hasattr(source, "history") and isinstance(source.history, Mapping):  # keras History
+        return {key: list(value) for key, value in source.history.items()}
+    return {key: list(value) for key, value in dict(source).items()}
+
+
+def _epochs(history: Mapping[str, list]) -> np.ndarray:
+    length = len(next((v for k, v in history.items() if k not in {"epoch", "phase"}), []))
+    return np.asarray(history.get("epoch") or range(1, length + 1))
+
+
+def phase_boundaries(history: Mapping[str, list]) -> list[float]:
+    """x positions (between epochs) where a new training phase starts."""
+    phases = list(history.get("phase") or [])
+    epochs = _epochs(history)
+    return [float(epochs[i]) - 0.5 for i in range(1, len(phases)) if phases[i] != phases[i - 1]]
+
+
+@_styled
+def plot_training_curves(history: Any, *, title: str | None = None):
+    """Loss and accuracy per epoch, training (solid) vs validation (dashed), phase change marked.
+
+    ``history``: a run folder, its ``history.json``, a Keras ``History`` or a dict of lists.
+    """
+    history = _history(history)
+    epochs = _epochs(history)
+    figure = _new_figure(10, 3.8)
+    axes = figure.subplots(1, 2)
+    for axis, metric, label in ((axes[0], "loss", "loss (lower is better)"),
+                                (axes[1], "accuracy", "accuracy (higher is better)")):
+        if metric in history:
+            axis.plot(epochs, history[metric], "-o", color=SERIES_COLOURS[0], markersize=3, label="training")
+        if "val_" + metric in history:
+            axis.plot(epochs, history["val_" + metric], "--s", color=SERIES_COLOURS[1], markersize=3,
+                      label="validation")
+        for position in phase_boundaries(history):
+            axis.axvline(position, color="gray", linestyle=":", linewidth=1.5)
+            axis.annotate("fine-tuning starts", (position, 1.0), xycoords=("data", "axes fraction"),
+                          xytext=(3, -12), textcoords="offset points", fontsize=8, color="gray")
+        if metric == "loss" and history.get("val_loss"):
+            best = int(np.nanargmin(history["val_loss"]))
+            axis.plot(epochs[best], history["val_loss"][best], "*", color="black", markersize=12,
+                      label=f"best model (epoch {epochs[best]})")
+        if metric == "accuracy":
+            axis.set_ylim(-0.02, 1.02)
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(label)
+        if len(epochs) <= 25:
+            axis.set_xticks(epochs)
+        axis.legend()
+    figure.suptitle(title or "Training curves")
+    return figure
+
+
+@_styled
+def plot_group_comparison(histories: Mapping[str, Any], *, metrics: Sequence[str] = ("val_loss", "val_accuracy"),
+                          title: str | None = None):
+    """Validation curves of several runs (e.g. experiment groups 1A/1B/2A/2B) on shared axes."""
+    figure = _new_figure(5 * len(metrics), 3.8)
+    axes = np.atleast_1d(figure.subplots(1, len(metrics)))
+    for index, (name, source) in enumerate(histories.items()):
+        history = _history(source)
+        epochs = _epochs(history)
+        for axis, metric in zip(axes, metrics):
+            if metric in history:
+                axis.plot(epochs, history[metric], "-o", markersize=3, label=name,
+                          color=SERIES_COLOURS[index % len(SERIES_COLOURS)])
+    for axis, metric in zip(axes, metrics):
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(metric.replace("val_", "validation "))
+        if "accuracy" in metric or "auc" in metric:
+            axis.set_ylim(-0.02, 1.02)
+        axis.legend()
+    figure.suptitle(title or "Experiment groups compared")
+    return figure
+
+
+# --- evaluation ------------------------------------------------------------------------------------
+@_styled
+def plot_roc(y_true: Sequence[int], y_score: Sequence[float], *, title: str | None = None,
+             positive_name: str = "abdomen"):
+    """ROC curve with its area (AUC); the diagonal is a coin toss."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    y_true = np.asarray(y_true).astype(int).ravel()
+    y_score = np.asarray(y_score, dtype=float).ravel()
+    figure = _new_figure(4.6, 4.4)
+    axis = figure.subplots()
+    axis.plot([0, 1], [0, 1], ":", color="gray", label="chance (AUC 0.50)")
+    if len(np.unique(y_true)) == 2:
+        fpr, tpr, _ = roc_curve(y_true, y_score)
+        axis.plot(fpr, tpr, "-", color=SERIES_COLOURS[0], linewidth=2,
+                  label=f"model (AUC {roc_auc_score(y_true, y_score):.2f})", drawstyle="steps-post")
+    else:
+        axis.text(0.5, 0.4, "ROC needs images of both classes", ha="center")
+    axis.set_xlim(-0.01, 1.01)
+    axis.set_ylim(-0.01, 1.01)
+    axis.set_aspect("equal")
+    axis.set_xlabel("false positive rate (1 - specificity)")
+    axis.set_ylabel(f"true positive rate (sensitivity for {positive_name})")
+    axis.legend(loc="lower right")
+    axis.set_title(title or "ROC curve")
+    return figure
+
+
+@_styled
+def plot_confusion_matrix(matrix: Any, class_names: Sequence[str], *, title: str | None = None):
+    """Counts of true class (rows) against predicted class (columns)."""
+    matrix = np.asarray(matrix, dtype=int)
+    figure = _new_figure(4.4, 4.0)
+    axis = figure.subplots()
+    axis.imshow(matrix, cmap="Blues", vmin=0, vmax=max(1, matrix.max()))
+    axis.grid(False)
+    for (row, column), count in np.ndenumerate(matrix):
+        axis.text(column, row, str(count), ha="center", va="center", fontsize=14,
+                  color="white" if count > matrix.max() / 2 else "black")
+    ticks = np.arange(len(class_names))
+    axis.set_xticks(ticks, [f"{name}" for name in class_names])
+    axis.set_yticks(ticks, [f"{name}" for name in class_names])
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    axis.set_title(title or f"Confusion matrix ({matrix.sum()} images)")
+    return figure
+
+
+@_styled
+def plot_prediction_gallery(predictions: Sequence[Any], *, columns: int = 5, title: str | None = None):
+    """Each image with its predicted class and probability; green if right, red if wrong (when known).
+
+    ``predictions``: objects with ``.file``, ``.probability``, ``.display_name`` and optionally
+    ``.true_name`` (as returned by :func:`hello_dl.evaluate.predict_paths`).
+    """
+    count = max(1, len(predictions))
+    columns = max(1, min(columns, count))
+    rows = int(np.ceil(count / columns))
+    figure = _new_figure(2.4 * columns, 2.7 * rows)
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for axis, prediction in zip(axes, predictions):
+        true_name = getattr(prediction, "true_name", None)
+        colour = None if not true_name else (CORRECT_COLOUR if true_name == prediction.display_name else WRONG_COLOUR)
+        text = f"{prediction.display_name} (p={prediction.probability:.2f})"
+        if true_name:
+            text += f"\ntrue: {true_name}"
+        _image_axis(axis, _as_image(prediction.file), f"{_short(Path(prediction.file).name)}\n{text}", colour)
+    for axis in axes[len(predictions):]:
+        axis.set_visible(False)
+    figure.suptitle(title or "Predictions (p = probability of abdomen)")
+    return figure
+
+
+# --- explanations --------------------------------------------------------------------------------------
+@_styled
+def plot_gradcam(results: Sequence[Any], *, title: str | None = None):
+    """Each image above its Grad-CAM overlay (red = regions that drove the prediction most).
+
+    ``results``: objects with ``.image`` (uint8), ``.overlay`` (uint8, same size) and a
+    ``.caption`` (as returned by :func:`hello_dl.explain.grad_cam_files`).
+    """
+    count = max(1, len(results))
+    figure = _new_figure(2.6 * count, 5.4)
+    axes = figure.subplots(2, count, squeeze=False)
+    for column, result in enumerate(results):
+        _image_axis(axes[0, column], result.image, getattr(result, "caption", ""))
+        _image_axis(axes[1, column], result.overlay, "Grad-CAM")
+    figure.suptitle(title or "Where did the network look? (Grad-CAM, last convolutional block)")
+    return figure
+
+
+@_styled
+def plot_tsne(result: Any, *, title: str | None = None):
+    """t-SNE map of the network's penultimate-layer features: one dot per image, coloured by class.
+
+    ``result``: an object with ``.embedding`` (N x 2), ``.labels``, ``.splits`` and
+    ``.class_names`` (as returned by :func:`hello_dl.explain.tsne_features`).
+    """
+    embedding = np.asarray(result.embedding)
+    labels = np.asarray(result.labels)
+    splits = np.asarray(result.splits)
+    figure = _new_figure(5.6, 4.8)
+    axis = figure.subplots()
+    markers = {"train": "o", "val": "^", "test": "s"}
+    for label, name in enumerate(result.class_names):
+        for split in dict.fromkeys(splits.tolist()):
+            chosen = (labels == label) & (splits == split)
+            if chosen.any():
+                axis.scatter(embedding[chosen, 0], embedding[chosen, 1], s=36 if split == "train" else 60,
+                             marker=markers.get(split, "o"), color=CLASS_COLOURS[label % len(CLASS_COLOURS)],
+                             edgecolors="black" if split != "train" else "none", linewidths=0.6,
+                             alpha=0.85, label=f"{name} ({split})")
+    axis.set_xticks([])
+    axis.set_yticks([])
+    axis.set_xlabel("t-SNE 1 (no units: only closeness matters)")
+    axis.set_ylabel("t-SNE 2")
+    axis.legend(fontsize=8, loc="best")
+    axis.set_title(title or "t-SNE of the learned features (penultimate layer)")
+    return figure
+
+
+def _short(name: str, length: int = 22) -> str:
+    return name if len(name) <= length else name[: length - 9] + "…" + name[-8:]
+
+
+__all__ = [
+    "CLASS_COLOURS", "STYLE", "class_samples", "phase_boundaries", "plot_augmentation_preview",
+    "plot_confusion_matrix", "plot_gradcam", "plot_group_comparison", "plot_prediction_gallery", "plot_roc",
+    "plot_sample_grid", "plot_training_curves", "plot_tsne", "save_figure",
+]

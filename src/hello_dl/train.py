@@ -1,0 +1,309 @@
+"""Training in two phases, with Keras callbacks doing all the bookkeeping.
+
+Phase 1 (``warmup_epochs``): the InceptionV3 base is frozen and only the new head learns, at
+``learning_rate``. Phase 2 (``finetune_epochs``): the base is unfrozen (all of it, or from
+``fine_tune_from`` up) and everything is fine-tuned at ``finetune_learning_rate``. The
+``paper`` profile has no phase 1: everything trains from epoch 1 for 20 epochs, as in the
+original notebook.
+
+Every run writes into a new folder of its own under ``settings.output_dir``::
+
+    outputs/20250101-093000_conference_1A/
+        settings.json        every setting of the run and where it came from
+        history.csv          Keras' CSVLogger: one row per epoch (with a phase column)
+        history.json         the same, rewritten after every epoch (plots work mid-run)
+        best_model.keras     the epoch with the lowest validation loss (ModelCheckpoint)
+        metrics.json         validation loss, accuracy and AUC of the best model, timings
+        evaluation.json      accuracy, AUC, confusion matrix, report (hello_dl.evaluate)
+        figures/             training curves, ROC, confusion matrix, predictions
+
+Nothing of an earlier run is ever overwritten. An interrupted run keeps its history and the
+best model so far.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from hello_dl import environment
+from hello_dl import model as model_module
+from hello_dl.errors import DataError
+from hello_dl.settings import Settings
+
+BEST_MODEL_FILE = "best_model.keras"
+HISTORY_JSON = "history.json"
+HISTORY_CSV = "history.csv"
+METRICS_FILE = "metrics.json"
+SETTINGS_FILE = "settings.json"
+FIGURES_FOLDER = "figures"
+
+PHASE_NAMES = {1: "warm-up (base frozen, new head learns)", 2: "fine-tuning (base unfrozen)"}
+
+
+# --- small file helpers ---------------------------------------------------------------------------
+def write_json(path: Path, data: Any) -> Path:
+    """Write JSON atomically: a reader never sees half a file, an interrupted write leaves the old one."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(data, indent=2, default=_plain) + "\n")
+    os.replace(temporary, path)
+    return path
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):  # NumPy scalars
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+def new_run_dir(settings: Settings, now: datetime | None = None) -> Path:
+    """A new, empty folder for one run: ``<output_dir>/<timestamp>_<profile>[_<group>]``.
+
+    If that name is taken (two runs in the same second), ``-2``, ``-3``... is appended; an
+    existing folder is never reused.
+    """
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    name = "_".join(part for part in (stamp, settings.profile, settings.experiment_group) if part)
+    parent = Path(settings.output_dir)
+    parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, 1000):
+        candidate = parent / (name if attempt == 1 else f"{name}-{attempt}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        (candidate / FIGURES_FOLDER).mkdir()
+        return candidate
+    raise DataError(f"Could not create a new run folder in {parent}: too many runs named {name}.")
+
+
+def load_history(source: str | Path) -> dict[str, list]:
+    """The per-epoch history of a run (folder, ``history.json`` or ``history.csv``) as lists.
+
+    Epochs are numbered from 1. Falls back to the CSV when the JSON is missing.
+    """
+    source = Path(source)
+    folder = source if source.is_dir() else source.parent
+    json_path = source if source.suffix == ".json" else folder / HISTORY_JSON
+    csv_path = source if source.suffix == ".csv" else folder / HISTORY_CSV
+    if json_path.is_file():
+        return json.loads(json_path.read_text())
+    if csv_path.is_file():
+        with open(csv_path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        history: dict[str, list] = {}
+        for row in rows:
+            for key, value in row.items():
+                number = float(value)
+                history.setdefault(key, []).append(int(number) + 1 if key == "epoch" else number)
+        return history
+    raise DataError(f"No training history in {folder}: expected {HISTORY_JSON} or {HISTORY_CSV}. "
+                    "Is this a run folder written by `hello-dl train`?")
+
+
+# --- callbacks --------------------------------------------------------------------------------------
+class PhaseColumn(keras.callbacks.Callback):
+    """Adds the phase number (1 or 2) to each epoch's logs, so CSVLogger writes a phase column."""
+
+    def __init__(self, phase: int):
+        super().__init__()
+        self.phase = phase
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["phase"] = self.phase
+
+
+class JsonHistory(keras.callbacks.Callback):
+    """Rewrites ``history.json`` after every epoch (both phases in one continuous history)."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = Path(path)
+        self.history: dict[str, list] = {}
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1, **{key: float(value) for key, value in (logs or {}).items()}}
+        row["phase"] = int(row.get("phase", 0))
+        row["learning_rate"] = model_module.current_learning_rate(self.model)
+        row["seconds"] = round(time.perf_counter() - self._started, 3)
+        for key, value in row.items():
+            self.history.setdefault(key, []).append(value)
+        write_json(self.path, self.history)
+
+
+def callbacks_for_phase(phase: int, run_dir: Path, settings: Settings, shared: dict) -> list:
+    """The Keras callbacks of one phase; ``shared`` keeps the ones whose memory spans both phases."""
+    if "checkpoint" not in shared:
+        # One checkpoint for both phases: it keeps the best validation loss seen so far, so
+        # phase 2 only replaces the saved model if it really does better.
+        shared["checkpoint"] = keras.callbacks.ModelCheckpoint(
+            str(run_dir / BEST_MODEL_FILE), monitor="val_loss", mode="min", save_best_only=True)
+        shared["history"] = JsonHistory(run_dir / HISTORY_JSON)
+        shared["csv"] = keras.callbacks.CSVLogger(str(run_dir / HISTORY_CSV), append=True)
+    callbacks = [PhaseColumn(phase), shared["history"], shared["csv"], shared["checkpoint"]]
+    if settings.early_stopping_patience > 0:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", mode="min",
+                                                       patience=settings.early_stopping_patience))
+    return callbacks
+
+
+# --- training ---------------------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    run_dir: Path
+    history: dict[str, list]
+    metrics: dict[str, Any]
+    model: Any = field(default=None, repr=False)  # the best model, reloaded from disk
+
+    @property
+    def best_model_path(self) -> Path:
+        return self.run_dir / BEST_MODEL_FILE
+
+    def format(self) -> str:
+        m = self.metrics
+        lines = [f"Run folder: {self.run_dir}",
+                 f"Best model: epoch {m['best_epoch']} of {m['epochs_run']} "
+                 f"(validation loss {m['val_loss']:.3f}, accuracy {m['val_accuracy']:.0%}, "
+                 f"AUC {_maybe(m['val_auc'])})",
+                 f"Training time: {m['timings']['total_seconds']:.0f} s"]
+        return "\n".join(lines)
+
+
+def _maybe(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def train(settings: Settings, *, verbose: int = 2, datasets: Any = None) -> TrainResult:
+    """Train with ``settings``: build data and model, run both phases, save and evaluate the best model.
+
+    ``verbose`` is Keras' (0 silent, 1 progress bar, 2 one line per epoch). ``datasets`` may be
+    passed in (from :func:`hello_dl.pipeline.build_datasets`) to reuse them.
+    """
+    from hello_dl import evaluate, pipeline, plots
+
+    started = time.perf_counter()
+    environment.set_seed(settings.seed)
+    run_dir = new_run_dir(settings)
+    write_json(run_dir / SETTINGS_FILE, json.loads(settings.to_json()))
+    say = print if verbose else (lambda *a, **k: None)
+    say(f"Run folder: {run_dir}")
+    say(model_module.describe_start(settings))
+
+    data = datasets if datasets is not None else pipeline.build_datasets(settings)
+    network = model_module.build_model(settings)
+    shared: dict = {}
+    timings: dict[str, float] = {"data_and_model_seconds": round(time.perf_counter() - started, 2)}
+    phases = []
+
+    if settings.warmup_epochs > 0:
+        model_module.freeze_base(network, learning_rate=settings.learning_rate)
+        say(f"Phase 1, {PHASE_NAMES[1]}: {settings.warmup_epochs} epoch(s) at learning rate "
+            f"{settings.learning_rate:g}. {model_module.trainable_summary(network)}")
+        phases.append(_fit_phase(network, data, 1, 0, settings.warmup_epochs, run_dir, settings, shared,
+                                 verbose, timings, settings.learning_rate))
+    if settings.finetune_epochs > 0:
+        first = _epochs_done(shared)
+        model_module.unfreeze_base(network, from_layer=settings.fine_tune_from or None,
+                                   learning_rate=settings.finetune_learning_rate)
+        where = f"from layer {settings.fine_tune_from} up" if settings.fine_tune_from else "the whole base"
+        say(f"Phase 2, {PHASE_NAMES[2]} ({where}): {settings.finetune_epochs} epoch(s) at learning rate "
+            f"{settings.finetune_learning_rate:g}. {model_module.trainable_summary(network)}")
+        phases.append(_fit_phase(network, data, 2, first, first + settings.finetune_epochs, run_dir, settings,
+                                 shared, verbose, timings, settings.finetune_learning_rate))
+
+    history = shared["history"].history if "history" in shared else {}
+    best_path = run_dir / BEST_MODEL_FILE
+    best = slim_best_model(network, run_dir, settings)
+    evaluation = evaluate.evaluate_model(best, settings, split="val", datasets=data)
+    evaluate.save_evaluation(evaluation, run_dir)
+    plots.plot_training_curves(history, title=f"Training curves: {run_dir.name}",
+                               save_path=run_dir / FIGURES_FOLDER / "training_curves.png")
+    timings["total_seconds"] = round(time.perf_counter() - started, 2)
+
+    val_losses = history.get("val_loss", [])
+    best_index = min(range(len(val_losses)), key=val_losses.__getitem__) if val_losses else 0
+    metrics = {
+        "val_loss": evaluation.loss,
+        "val_accuracy": evaluation.accuracy,
+        "val_auc": evaluation.auc,
+        "threshold": settings.threshold,
+        "best_epoch": history["epoch"][best_index] if history.get("epoch") else None,
+        "best_phase": history["phase"][best_index] if history.get("phase") else None,
+        "epochs_run": len(history.get("epoch", [])),
+        "epochs_planned": settings.total_epochs,
+        "train_images": data.train_count,
+        "val_images": data.val_count,
+        "image_size": settings.image_size,
+        "profile": settings.profile,
+        "experiment_group": settings.experiment_group,
+        "weights": settings.weights,
+        "from_scratch": not model_module.keeps_batchnorm_statistics(network),
+        "seed": settings.seed,
+        "device": environment.device_sentence(),
+        "phases": phases,
+        "timings": timings,
+        "best_model": str(best_path),
+    }
+    write_json(run_dir / METRICS_FILE, metrics)
+    result = TrainResult(run_dir=run_dir, history=history, metrics=metrics, model=best)
+    say(result.format())
+    return result
+
+
+def slim_best_model(network, run_dir: Path, settings: Settings):
+    """Put the best epoch's weights back into ``network`` and save it again without optimizer state.
+
+    ModelCheckpoint stores Adam's two moment estimates with every weight, tripling the file
+    (about 270 MB instead of 90 MB) for something only needed to resume training. The model is
+    compiled afresh, so it can still be evaluated or trained further; it is returned.
+    """
+    path = run_dir / BEST_MODEL_FILE
+    network.load_weights(path)
+    model_module.compile_model(network, settings.finetune_learning_rate if settings.finetune_epochs
+                               else settings.learning_rate, settings.steps_per_execution)
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
+    network.save(temporary)
+    os.replace(temporary, path)
+    return network
+
+
+def _epochs_done(shared: dict) -> int:
+    history = shared["history"].history if "history" in shared else {}
+    return len(history.get("epoch", []))
+
+
+def _fit_phase(network, data, phase: int, initial_epoch: int, epochs: int, run_dir: Path, settings: Settings,
+               shared: dict, verbose: int, timings: dict, learning_rate: float) -> dict:
+    started = time.perf_counter()
+    # shuffle=False: the training dataset already reshuffles itself every epoch (seeded).
+    network.fit(data.train, validation_data=data.val, initial_epoch=initial_epoch, epochs=epochs,
+                callbacks=callbacks_for_phase(phase, run_dir, settings, shared), verbose=verbose,
+                shuffle=False)
+    seconds = round(time.perf_counter() - started, 2)
+    timings[f"phase{phase}_seconds"] = seconds
+    done = _epochs_done(shared) - initial_epoch
+    return {"phase": phase, "name": PHASE_NAMES[phase], "first_epoch": initial_epoch + 1, "epochs": done,
+            "epochs_planned": epochs - initial_epoch, "learning_rate": learning_rate, "seconds": seconds}
+
+
+__all__ = [
+    "BEST_MODEL_FILE", "FIGURES_FOLDER", "HISTORY_CSV", "HISTORY_JSON", "JsonHistory", "METRICS_FILE",
+    "PhaseColumn", "SETTINGS_FILE", "TrainResult", "callbacks_for_phase", "load_history", "new_run_dir",
+    "train", "write_json",
+]

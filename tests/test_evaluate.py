@@ -1,0 +1,130 @@
+"""Predictions on files, lists and folders (PNG/JPEG/DICOM) and metrics of a saved run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hello_dl import evaluate
+from hello_dl.errors import DataError
+
+pytestmark = pytest.mark.slow  # every test here uses the shared trained run
+
+
+@pytest.fixture(scope="module")
+def best_model(smoke_run):
+    return evaluate.load_run_model(smoke_run.run_dir)
+
+
+def test_predict_one_file_a_list_and_a_folder(smoke_run, fetched_dataset, best_model):
+    settings = smoke_run.settings
+    test_folder = fetched_dataset / "TEST"
+    one = evaluate.predict_paths([test_folder / "abd2.png"], settings, smoke_run.run_dir, model=best_model)
+    assert len(one) == 1
+    folder = evaluate.predict_paths([test_folder], settings, smoke_run.run_dir, model=best_model)
+    assert sorted(p.file.name for p in folder) == ["abd2.png", "chest2.png"]
+    both = evaluate.predict_paths([test_folder / "chest2.png", test_folder / "abd2.png"], settings,
+                                  smoke_run.run_dir, model=best_model)
+    assert [p.file.name for p in both] == ["chest2.png", "abd2.png"]  # the order given
+    for prediction in folder + both:
+        assert 0.0 <= prediction.probability <= 1.0
+        assert prediction.predicted_class == int(prediction.probability >= settings.threshold)
+        assert prediction.display_name == settings.class_names[prediction.predicted_class]
+    by_name = {p.file.name: p.probability for p in folder}
+    assert by_name["abd2.png"] == pytest.approx(one[0].probability, abs=1e-6)
+
+
+def test_predictions_equal_the_validation_scores(smoke_run, fetched_dataset, best_model):
+    """Inference on a file and validation use the same loading and scaling, so the numbers agree."""
+    saved = json.loads((smoke_run.run_dir / "evaluation.json").read_text())
+    files = [p["file"] for p in saved["predictions"]]
+    predictions = evaluate.predict_paths(files, smoke_run.settings, smoke_run.run_dir, model=best_model)
+    assert np.allclose([p.probability for p in predictions], [p["probability"] for p in saved["predictions"]],
+                       atol=1e-5)
+
+
+def test_jpeg_and_dicom_inputs(smoke_run, fetched_dataset, best_model, tmp_path):
+    from hello_dl import dicom
+
+    source = fetched_dataset / "TEST" / "chest2.png"
+    jpeg = tmp_path / "chest2.jpg"
+    Image.open(source).convert("RGB").save(jpeg, quality=95)
+    dcm = dicom.image_to_dicom(source, tmp_path / "chest2.dcm")
+    predictions = evaluate.predict_paths([source, jpeg, dcm], smoke_run.settings, smoke_run.run_dir,
+                                         model=best_model)
+    png, from_jpeg, from_dicom = (p.probability for p in predictions)
+    assert [p.file.suffix for p in predictions] == [".png", ".jpg", ".dcm"]
+    # Same picture, three containers: nearly the same answer (JPEG is lossy, DICOM 12-bit).
+    assert abs(png - from_jpeg) < 0.15 and abs(png - from_dicom) < 0.15
+
+
+def test_latest_run_is_the_default(smoke_run, tmp_path):
+    settings = smoke_run.settings
+    assert evaluate.latest_run(settings) == smoke_run.run_dir
+    predictions = evaluate.predict_paths([settings.data_dir / "TEST" / "abd2.png"], settings)
+    assert len(predictions) == 1 and predictions[0].display_name in settings.class_names
+    empty = settings.replace(output_dir=str(tmp_path / "no_runs"))
+    with pytest.raises(DataError, match="No trained model"):
+        evaluate.latest_run(empty)
+
+
+def test_bad_paths_are_named(smoke_run, tmp_path, best_model):
+    settings = smoke_run.settings
+    with pytest.raises(DataError, match="does not exist"):
+        evaluate.predict_paths([tmp_path / "missing.png"], settings, model=best_model)
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(DataError, match="notes.txt"):
+        evaluate.predict_paths([tmp_path / "notes.txt"], settings, model=best_model)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no PNG, JPEG or DICOM"):
+        evaluate.predict_paths([tmp_path / "empty"], settings, model=best_model)
+    with pytest.raises(DataError, match="not a finished run folder"):
+        evaluate.load_run_model(tmp_path)
+    wrong_size = settings.replace(image_size=99)
+    with pytest.raises(DataError, match="75x75"):
+        evaluate.predict_paths([settings.data_dir / "TEST" / "abd2.png"], wrong_size, model=best_model)
+
+
+def test_threshold_setting_decides_the_class(smoke_run, best_model):
+    settings = smoke_run.settings
+    file = settings.data_dir / "TEST" / "abd2.png"
+    probability = evaluate.predict_paths([file], settings, model=best_model)[0].probability
+    below = settings.replace(threshold=min(0.999, probability + 1e-3))
+    above = settings.replace(threshold=max(0.001, probability - 1e-3))
+    assert evaluate.predict_paths([file], below, model=best_model)[0].display_name == settings.class_names[0]
+    assert evaluate.predict_paths([file], above, model=best_model)[0].display_name == settings.class_names[1]
+
+
+def test_score_matches_scikit_learn_by_hand(smoke_run):
+    settings = smoke_run.settings
+    y_true = [0, 0, 0, 1, 1, 1]
+    y_prob = [0.1, 0.6, 0.2, 0.9, 0.4, 0.8]
+    result = evaluate.score(y_true, y_prob, settings)
+    assert result.accuracy == pytest.approx(4 / 6)
+    assert result.confusion.tolist() == [[2, 1], [1, 2]]
+    assert result.auc == pytest.approx(8 / 9)  # 8 of 9 (abdomen, chest) pairs ranked correctly
+    expected_loss = -np.mean([np.log(0.9), np.log(0.4), np.log(0.8), np.log(0.9), np.log(0.4), np.log(0.8)])
+    assert result.loss == pytest.approx(expected_loss, rel=1e-5)
+    assert "chest" in result.report and "abdomen" in result.report
+    assert evaluate.score([1, 1], [0.7, 0.8], settings).auc is None  # one class only: no ROC
+
+
+def test_evaluate_run_recomputes_numbers_and_figures(smoke_run, tmp_path):
+    run_copy = tmp_path / smoke_run.run_dir.name
+    shutil.copytree(smoke_run.run_dir, run_copy)
+    shutil.rmtree(run_copy / "figures")
+    (run_copy / "evaluation.json").unlink()
+    summary = evaluate.evaluate_run(run_copy, smoke_run.settings)
+    metrics = json.loads((smoke_run.run_dir / "metrics.json").read_text())
+    assert summary["accuracy"] == pytest.approx(metrics["val_accuracy"], abs=1e-4)
+    assert summary["auc"] == pytest.approx(metrics["val_auc"], abs=1e-4)
+    assert summary["images"] == 10 and np.sum(summary["confusion_matrix"]) == 10
+    for figure in ("roc.png", "confusion_matrix.png", "predictions.png", "training_curves.png"):
+        assert (run_copy / "figures" / figure).stat().st_size > 1000
+    saved = json.loads((run_copy / "evaluation.json").read_text())
+    assert saved["classification_report"]["chest"]["support"] == 5
+    assert "test_accuracy" not in summary  # the paper's TEST folder has no labels
