@@ -99,6 +99,7 @@ start_lab() {
   If JupyterLab asks for a password or token, type:   ${token}
   (${origin})
   Lost this message? Show it again:  docker compose -f docker/compose.yaml logs
+                                     (started with docker run: docker logs <container name>)
   Your notebooks and results are kept in Docker volumes when the container stops.
 ==============================================================================================
 
