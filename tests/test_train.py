@@ -202,3 +202,13 @@ def test_load_history_explains_a_wrong_folder(tmp_path):
 
     with pytest.raises(DataError, match="hello-dl train"):
         train.load_history(tmp_path)
+
+
+def test_missing_weights_stop_before_a_run_folder_exists(tiny_data, tmp_path):
+    from hello_dl.errors import WeightsError
+
+    output = tmp_path / "outputs"
+    settings = _tiny_settings(tiny_data, output, weights=str(tmp_path / "missing.h5"))
+    with pytest.raises(WeightsError, match="does not exist"):
+        train.train(settings, verbose=0)
+    assert not output.exists() or not any(output.iterdir())

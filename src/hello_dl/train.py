@@ -199,14 +199,14 @@ def train(settings: Settings, *, verbose: int = 2, datasets: Any = None) -> Trai
 
     started = time.perf_counter()
     environment.set_seed(settings.seed)
-    run_dir = new_run_dir(settings)
-    write_json(run_dir / SETTINGS_FILE, json.loads(settings.to_json()))
     say = print if verbose else (lambda *a, **k: None)
-    say(f"Run folder: {run_dir}")
     say(model_module.describe_start(settings))
-
+    # Data and model first: a missing dataset or weights file stops here, before a run folder exists.
     data = datasets if datasets is not None else pipeline.build_datasets(settings)
     network = model_module.build_model(settings)
+    run_dir = new_run_dir(settings)
+    write_json(run_dir / SETTINGS_FILE, json.loads(settings.to_json()))
+    say(f"Run folder: {run_dir}")
     shared: dict = {}
     timings: dict[str, float] = {"data_and_model_seconds": round(time.perf_counter() - started, 2)}
     phases = []
@@ -229,7 +229,7 @@ def train(settings: Settings, *, verbose: int = 2, datasets: Any = None) -> Trai
 
     history = shared["history"].history if "history" in shared else {}
     best_path = run_dir / BEST_MODEL_FILE
-    best = slim_best_model(network, run_dir, settings)
+    best = slim_best_model(run_dir, settings)
     evaluation = evaluate.evaluate_model(best, settings, split="val", datasets=data)
     evaluate.save_evaluation(evaluation, run_dir)
     plots.plot_training_curves(history, title=f"Training curves: {run_dir.name}",
@@ -266,21 +266,24 @@ def train(settings: Settings, *, verbose: int = 2, datasets: Any = None) -> Trai
     return result
 
 
-def slim_best_model(network, run_dir: Path, settings: Settings):
-    """Put the best epoch's weights back into ``network`` and save it again without optimizer state.
+def slim_best_model(run_dir: Path, settings: Settings):
+    """Reload the best model (safe mode) and save it again without the optimizer's state; return it.
 
     ModelCheckpoint stores Adam's two moment estimates with every weight, tripling the file
-    (about 270 MB instead of 90 MB) for something only needed to resume training. The model is
-    compiled afresh, so it can still be evaluated or trained further; it is returned.
+    (about 270 MB instead of 90 MB) for something only needed to resume training. The reloaded
+    model is compiled afresh, so it can still be evaluated or trained further. (Reloading the
+    whole model is also faster here than ``load_weights`` from a ``.keras`` file.)
     """
-    path = run_dir / BEST_MODEL_FILE
-    network.load_weights(path)
-    model_module.compile_model(network, settings.finetune_learning_rate if settings.finetune_epochs
+    from hello_dl import evaluate
+
+    best = evaluate.load_run_model(run_dir)
+    model_module.compile_model(best, settings.finetune_learning_rate if settings.finetune_epochs
                                else settings.learning_rate, settings.steps_per_execution)
+    path = run_dir / BEST_MODEL_FILE
     temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
-    network.save(temporary)
+    best.save(temporary)
     os.replace(temporary, path)
-    return network
+    return best
 
 
 def _epochs_done(shared: dict) -> int:
