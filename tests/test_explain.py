@@ -48,6 +48,18 @@ def test_grad_cam_on_an_earlier_block(model_150):
         explain.grad_cam(model_150, _image(2), layer_name="no_such_layer")
 
 
+def test_grad_cam_with_a_frozen_base(model_150):
+    """Frozen weights are not watched by a gradient tape on their own; the maps must not go blank."""
+    unfrozen, _ = explain.grad_cam(model_150, _image(0))
+    model_lib.freeze_base(model_150)
+    try:
+        frozen, _ = explain.grad_cam(model_150, _image(0))
+    finally:
+        model_lib.unfreeze_base(model_150)
+    assert frozen.max() == pytest.approx(1.0)
+    assert np.allclose(frozen, unfrozen, atol=1e-5)
+
+
 def test_overlay_is_image_sized_and_blends():
     image = np.full((40, 60, 3), 100, dtype=np.uint8)
     heatmap = np.array([[0.0, 1.0], [0.5, 0.0]], dtype=np.float32)
