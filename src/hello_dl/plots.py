@@ -141,6 +141,45 @@ def plot_sample_grid(samples: Mapping[str, Sequence[Any]], *, per_class: int = 4
 
 
 @_styled
+def plot_image_sizes(result: Any, *, title: str | None = None):
+    """Width against height of every training image, one colour per class: the size shortcut at a glance.
+
+    ``result``: an object with ``.features`` (N x 3: width, height, aspect ratio), ``.labels`` and
+    ``.class_names``, as returned by :func:`hello_dl.explain.shortcut_check`.
+    """
+    features = np.asarray(result.features, dtype=float).reshape(-1, 3)
+    labels = np.asarray(result.labels).astype(int)
+    figure = _new_figure(5.2, 4.6)
+    axis = figure.subplots()
+    largest = float(features[:, :2].max()) if len(features) else 1.0
+    axis.plot([0, largest * 1.05], [0, largest * 1.05], ":", color="gray", label="square (width = height)")
+    # Classes with fewer distinct sizes are drawn last, on top: a class piled on one size stays visible.
+    order = sorted(range(len(result.class_names)),
+                   key=lambda k: -len({tuple(row) for row in features[labels == k, :2]}))
+    for label in order:
+        name, chosen = result.class_names[label], labels == label
+        if not chosen.any():
+            continue
+        sizes = {(int(w), int(h)) for w, h in features[chosen, :2]}
+        count = int(chosen.sum())
+        axis.scatter(features[chosen, 0], features[chosen, 1], s=40 if len(sizes) > 1 else 90, alpha=0.8,
+                     color=CLASS_COLOURS[label % len(CLASS_COLOURS)], edgecolors="black", linewidths=0.5,
+                     label=f"{name}: {count} images, {len(sizes)} size{'s' if len(sizes) > 1 else ''}")
+        if len(sizes) == 1:
+            (width, height), = sizes
+            axis.annotate(f"all {count} {name} images:\n{width} x {height}", (width, height), xytext=(-95, 25),
+                          textcoords="offset points", fontsize=8, arrowprops={"arrowstyle": "->", "color": "gray"})
+    axis.set_xlabel("width (pixels)")
+    axis.set_ylabel("height (pixels)")
+    axis.set_xlim(0, largest * 1.05)
+    axis.set_ylim(0, largest * 1.05)
+    axis.set_aspect("equal")
+    axis.legend(fontsize=8, loc="lower right")
+    axis.set_title(title or "Image sizes per class (training images)")
+    return figure
+
+
+@_styled
 def plot_augmentation_preview(image: Any, settings, *, count: int = 8, seed: int | None = None):
     """One training image and ``count`` random augmentations of it (what the network sees)."""
     import tensorflow as tf
@@ -378,6 +417,6 @@ def _short(name: str, length: int = 22) -> str:
 
 __all__ = [
     "CLASS_COLOURS", "STYLE", "class_samples", "phase_boundaries", "plot_augmentation_preview",
-    "plot_confusion_matrix", "plot_gradcam", "plot_group_comparison", "plot_prediction_gallery", "plot_roc",
+    "plot_confusion_matrix", "plot_gradcam", "plot_image_sizes", "plot_group_comparison", "plot_prediction_gallery", "plot_roc",
     "plot_sample_grid", "plot_training_curves", "plot_tsne", "save_figure",
 ]
