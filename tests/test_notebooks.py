@@ -155,3 +155,55 @@ def test_a_later_notebook_without_a_trained_model_says_which_notebook_to_run(sha
         tutorial.run_all(settings, lesson, echo=lambda line: None)
     message = str(caught.value)
     assert "No trained model found" in message and "04_train" in message
+
+
+# --- package helpers the lessons call (added for the notebooks) -------------------------------------
+def test_demo_dicom_reads_back_as_the_png_and_is_reproducible(shared_dataset, tmp_path):
+    import hashlib
+
+    import numpy as np
+
+    from hello_dl import dicom
+    from hello_dl.images import load_image
+
+    png = shared_dataset / "TEST" / "chest2.png"
+    before = hashlib.sha256(png.read_bytes()).hexdigest()
+    grey = np.rint(load_image(png).mean(axis=2))
+    for photometric in ("MONOCHROME1", "MONOCHROME2"):
+        path = dicom.image_to_dicom(png, tmp_path / photometric / "chest2.dcm", photometric=photometric)
+        image = dicom.read_dicom(path)
+        assert (image.photometric, image.bits_stored, image.voi_source) == (photometric, 12, "window")
+        assert np.abs(image.display.astype(int) - grey).max() <= 1
+        # what training and inference load from the DICOM is the PNG's picture (grey in three channels)
+        assert np.abs(load_image(path).astype(int) - load_image(png).astype(int)).max() <= 1
+    first = (tmp_path / "MONOCHROME1" / "chest2.dcm").read_bytes()
+    again = dicom.image_to_dicom(png, tmp_path / "again" / "chest2.dcm")
+    assert again.read_bytes() == first  # same picture, same file (UIDs derived from the pixels)
+    assert dicom.image_to_dicom(png, again) == again and again.read_bytes() == first  # never rewritten
+    assert hashlib.sha256(png.read_bytes()).hexdigest() == before
+
+
+def test_practice_folder_for_splitting_copies_the_dataset_by_class(fetched_dataset, tmp_path):
+    from hello_dl import split
+    from hello_dl.dataset import images_under
+
+    settings = load_settings("smoke", environ={}, data_dir=str(fetched_dataset))
+    source = split.example_source(settings, tmp_path / "my_images")
+    assert sorted(p.name for p in source.iterdir()) == ["abdomen", "chest"]
+    assert len(images_under(source / "chest")[0]) == 38 and len(images_under(source / "abdomen")[0]) == 37
+    result = split.split_folder(source, tmp_path / "my_split", settings)
+    assert sum(result.counts["VAL"].values()) > 0 and len(result.duplicates) == 1
+    assert split.example_source(settings, source) == source  # a rerun reuses it
+
+
+def test_image_size_figure_shows_both_classes(fetched_dataset, tmp_path):
+    from PIL import Image
+
+    from hello_dl import explain, plots
+
+    settings = load_settings("smoke", environ={}, data_dir=str(fetched_dataset))
+    sizes = explain.shortcut_check(settings)
+    figure = plots.plot_image_sizes(sizes, save_path=tmp_path / "sizes.png")
+    labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert "chest: 33 images, 1 size" in labels and any(label.startswith("abdomen: 32 images") for label in labels)
+    assert Image.open(tmp_path / "sizes.png").size[0] > 300
