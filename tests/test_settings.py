@@ -85,3 +85,27 @@ def test_settings_round_trip_through_json(tmp_path):
 def test_every_profile_loads():
     for name in PROFILES:
         assert load_settings(name, environ={}).profile == name
+
+
+def test_numbered_participants_are_dealt_into_equal_groups():
+    counts = {g: 0 for g in groups.GROUPS}
+    for seat in range(1, 41):
+        counts[groups.assign_group(seat)] += 1
+    assert set(counts.values()) == {10}
+    assert [groups.assign_group(n) for n in (1, 2, 3, 4, 5)] == ["1A", "1B", "2A", "2B", "1A"]
+
+
+def test_bad_group_is_a_settings_level_error_naming_the_choices():
+    from hello_dl.errors import HelloDLError
+
+    with pytest.raises(HelloDLError, match="1A, 1B, 2A, 2B"):
+        load_settings("conference", environ={}, experiment_group="3C")
+
+
+def test_replace_can_change_profile_and_keeps_explicit_knobs():
+    s = load_settings("smoke", environ={"HELLO_DL_SEED": "9"}, image_size=80)
+    paper = s.replace(profile="paper")
+    assert paper.profile == "paper" and paper.finetune_epochs == 20 and paper.weights == "imagenet"
+    assert paper.image_size == 80 and paper.seed == 9
+    same = s.replace(batch_size=3)
+    assert same.profile == "smoke" and same.batch_size == 3 and same.image_size == 80

@@ -1,14 +1,23 @@
 """Conference experiment groups (Wiggins et al. 2021), assigned reproducibly.
 
 Each participant lands in one of four groups: 1 or 2 decides augmentation (on/off),
-A or B decides dropout (on/off). The group comes from the participant's name or number
-through a hash, so the same person always gets the same group on any machine, and the
-instructor never has to edit code: set ``HELLO_DL_PARTICIPANT`` (or ``participant=...``).
+A or B decides dropout (on/off). The instructor never has to edit code: participants set
+``HELLO_DL_PARTICIPANT`` (or ``participant=...``) and always get the same group on any machine.
+
+* A **number** (seat or badge number) deals the groups out in turn: 1 → 1A, 2 → 1B, 3 → 2A,
+  4 → 2B, 5 → 1A, ... so a room numbered 1..N gets four groups of equal size (±1).
+* A **name** goes through a hash: reproducible, and roughly balanced over many people.
 """
 
 from __future__ import annotations
 
 import hashlib
+
+from hello_dl.errors import HelloDLError
+
+
+class GroupError(HelloDLError, ValueError):
+    """An experiment group name that is not one of the four."""
 
 GROUPS = ("1A", "1B", "2A", "2B")
 
@@ -24,13 +33,17 @@ def normalise_group(group: str) -> str:
     """Accept '1a', ' 2B ' and the like; refuse anything that is not one of the four groups."""
     name = str(group).strip().upper()
     if name not in GROUPS:
-        raise ValueError(f"Experiment group {group!r} is not one of {', '.join(GROUPS)}.")
+        raise GroupError(f"Experiment group {group!r} is not one of {', '.join(GROUPS)}: "
+                         "use the group card you were given (for example 1A), or leave it empty.")
     return name
 
 
 def assign_group(participant: str | int) -> str:
     """The same participant name or number always gives the same group."""
-    key = str(participant).strip().lower().encode("utf-8")
+    text = str(participant).strip()
+    if text.isdigit() and int(text) > 0:
+        return GROUPS[(int(text) - 1) % len(GROUPS)]
+    key = text.lower().encode("utf-8")
     digest = hashlib.sha256(key).digest()
     return GROUPS[digest[0] % len(GROUPS)]
 

@@ -167,8 +167,17 @@ class Settings:
         return json.dumps({"settings": self.knobs(), "sources": self.sources}, indent=2)
 
     def replace(self, **changes: Any) -> "Settings":
-        """A copy with some knobs changed (marked as set by argument)."""
-        return load_settings(base=self, **changes)
+        """A copy with some knobs changed (marked as set by argument).
+
+        Changing ``profile`` rebuilds from that profile's values, keeping every knob that was
+        set explicitly (environment or argument) rather than by the old profile or group.
+        """
+        if changes.get("profile") is not None and changes["profile"] != self.profile:
+            kept = {name: value for name, value in self.knobs().items()
+                    if name != "profile" and self.sources.get(name, "default").startswith(("env:", "argument"))}
+            kept.update({k: v for k, v in changes.items() if k != "profile"})
+            return load_settings(changes["profile"], environ={}, **kept)
+        return load_settings(base=self, **{k: v for k, v in changes.items() if k != "profile"})
 
     def __str__(self) -> str:
         rows = [(name, _show(value), self.sources.get(name, "default")) for name, value in self.knobs().items()]
