@@ -18,12 +18,12 @@ help:
 venv: $(STAMP)
 
 # Reinstall only when the pinned requirements or the package metadata change.
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml scripts/install_kernel.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
-	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (hello-dl)" >/dev/null
+	$(BIN)/python scripts/install_kernel.py
 	@touch $(STAMP)
 
 run: $(STAMP)
