@@ -111,7 +111,8 @@ def test_shortcut_check_on_the_shared_dataset(smoke_run):
     import json
 
     cnn = json.loads((smoke_run.run_dir / "metrics.json").read_text())["val_accuracy"]
-    result = explain.shortcut_check(smoke_run.settings, cnn_accuracy=cnn)
+    result = explain.shortcut_check(smoke_run.settings, run_dir=smoke_run.run_dir)
+    assert result.cnn_accuracy == cnn
     assert result.train_images == 65 and result.folds == 5
     assert result.accuracy >= 0.8  # size alone nearly gives the class away on this data
     assert result.size_predicts_class and "WARNING" in result.warning and "keep_aspect_ratio" in result.warning

@@ -134,6 +134,7 @@ def tiny_runs(tiny_data, tmp_path_factory):
     return first, again
 
 
+@pytest.mark.slow  # two real training runs (about 15 s each)
 def test_tiny_run_writes_its_own_folder(tiny_runs):
     first, again = tiny_runs
     assert first.run_dir != again.run_dir and first.run_dir.parent == again.run_dir.parent  # never reused
@@ -143,6 +144,7 @@ def test_tiny_run_writes_its_own_folder(tiny_runs):
     assert "phase2_seconds" not in first.metrics["timings"]  # finetune_epochs=0: no phase 2
 
 
+@pytest.mark.slow  # two real training runs (about 15 s each)
 def test_same_seed_reproduces_split_and_metrics_on_cpu(tiny_runs):
     first, again = tiny_runs
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):

@@ -177,7 +177,10 @@ def tsne_features(model: "keras.Model", settings: Settings, splits: Sequence[str
     count = len(features)
     # t-SNE needs perplexity < number of points; ~a third of them suits a few dozen images.
     perplexity = perplexity or float(max(2.0, min(30.0, (count - 1) / 3.0)))
-    embedding = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto",
+    # The exact method is quick for a few hundred points (here well under a second, where
+    # scikit-learn's default Barnes-Hut approximation took over ten on two cores).
+    method = "exact" if count <= 500 else "barnes_hut"
+    embedding = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", method=method,
                      random_state=int(settings.seed)).fit_transform(features.astype(np.float64))
     return TsneResult(embedding, np.concatenate(labels).astype(int), np.asarray(roles), files,
                       tuple(settings.class_names), features)
@@ -235,12 +238,21 @@ class ShortcutResult:
         return "\n".join(lines)
 
 
-def shortcut_check(settings: Settings, cnn_accuracy: float | None = None, *, folds: int = 5) -> ShortcutResult:
-    """Cross-validate a tiny size-only classifier on TRAIN; compare with the CNN's accuracy."""
+def shortcut_check(settings: Settings, cnn_accuracy: float | None = None, *, run_dir: str | Path | None = None,
+                   folds: int = 5) -> ShortcutResult:
+    """Cross-validate a tiny size-only classifier on TRAIN; compare with the CNN's accuracy.
+
+    The CNN's validation accuracy is ``cnn_accuracy``, or read from ``run_dir``'s metrics.json.
+    """
+    import json
+
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.tree import DecisionTreeClassifier
 
     from hello_dl.dataset import scan
+
+    if cnn_accuracy is None and run_dir is not None and (Path(run_dir) / "metrics.json").is_file():
+        cnn_accuracy = json.loads((Path(run_dir) / "metrics.json").read_text()).get("val_accuracy")
 
     index = scan(settings)
     features = image_size_features(index.train.files)
