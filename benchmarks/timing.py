@@ -3,7 +3,8 @@ and the arithmetic that turns epoch times into steady-state and first-epoch figu
 
 The callback timestamps ``on_epoch_begin`` and the moment validation starts (``on_test_begin``,
 or ``on_epoch_end`` when there is no validation), so the training seconds of an epoch exclude
-validation. Per-batch callbacks are avoided on purpose: with ``steps_per_execution > 1`` Keras
+validation; an epoch's full seconds run until the next epoch (or the fit) begins/ends, so they
+include validation and whatever the kit's own callbacks do (checkpoints, logs). Per-batch callbacks are avoided on purpose: with ``steps_per_execution > 1`` Keras
 only calls them once per execution, and they would add Python work to every step.
 """
 
@@ -23,11 +24,11 @@ class EpochTime:
     steps: int
     images: int
     train_seconds: float
-    total_seconds: float  # including validation
+    total_seconds: float  # until the next epoch starts: validation, checkpoints and logs included
 
 
 class EpochTimer(keras.callbacks.Callback):
-    """Records the training seconds of every epoch of every ``fit`` it is passed to.
+    """Records the training seconds and the full seconds of every epoch of every ``fit``.
 
     ``images_per_epoch`` is needed because the last batch of an epoch may be partial (65 images
     in batches of 5 is 13 full steps, but 10 validation images in batches of 4 would not be).
@@ -52,8 +53,19 @@ class EpochTimer(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.fits += 1
 
+    def on_train_end(self, logs=None):
+        self._close_previous(time.perf_counter())
+
+    def _close_previous(self, now: float) -> None:
+        # Other callbacks (checkpoint saving, CSV logs) run after this one's on_epoch_end, so an
+        # epoch's full cost is only known when the next epoch (or the fit) begins/ends.
+        if self.epochs and self.epochs[-1].total_seconds < 0:
+            self.epochs[-1].total_seconds = now - self._start
+
     def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
+        now = time.perf_counter()
+        self._close_previous(now)
+        self._start = now
         self._train_end = 0.0
         self._in_epoch = True
 
@@ -67,7 +79,7 @@ class EpochTimer(keras.callbacks.Callback):
         train_end = self._train_end or now
         steps = int(self.params.get("steps") or 0) if self.params else 0
         self.epochs.append(EpochTime(self.phase, int(epoch), steps, self.images_per_epoch,
-                                     train_end - self._start, now - self._start))
+                                     train_end - self._start, -1.0))
         self._in_epoch = False
 
 
