@@ -175,6 +175,22 @@ def _encryption_options() -> dict[str, str]:
     return {"transport_encryption": "auto"} if zmq.has("curve") else {}
 
 
+def _quiet_kernel_arguments() -> list[str]:
+    """Keep the kernel from copying raw C++ output into cells, unless its spec already does.
+
+    ``scripts/install_kernel.py`` (run by ``make`` and the Docker image) puts the flag in the
+    kernel spec; passing it twice makes the kernel refuse to start.
+    """
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    flag = "--IPKernelApp.capture_fd_output=False"
+    try:
+        argv = KernelSpecManager().get_kernel_spec(KERNEL_NAME).argv
+    except NoSuchKernel:
+        return [flag]
+    return [] if any(arg.startswith("--IPKernelApp.capture_fd_output") for arg in argv) else [flag]
+
+
 def run_notebook(path: Path, destination: Path, env: dict[str, str], *, timeout: int | None = None,
                  echo: Callable[[str], None] = print, kernel_log: Path | None = None) -> tuple[Any, NotebookResult]:
     """Execute one notebook in a fresh kernel (cwd = its folder) and save the executed copy.
@@ -203,7 +219,7 @@ def run_notebook(path: Path, destination: Path, env: dict[str, str], *, timeout:
 
     client = NotebookClient(
         notebook, kernel_name=KERNEL_NAME, timeout=timeout, startup_timeout=120,
-        extra_arguments=["--IPKernelApp.capture_fd_output=False"],
+        extra_arguments=_quiet_kernel_arguments(),
         resources={"metadata": {"path": str(path.parent)}},
         on_cell_start=on_cell_start, on_cell_executed=on_cell_executed,
     )
