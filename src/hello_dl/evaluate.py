@@ -85,7 +85,7 @@ def settings_for_run(run_dir: str | Path, settings: Settings) -> Settings:
                             class_folders=saved.class_folders, class_names=saved.class_names)
 
 
-#: Up to this many images are predicted with a direct model call instead of ``model.predict``.
+#: Up to this many images are predicted in one batch (``predict_on_batch``) instead of ``model.predict``.
 DIRECT_CALL_LIMIT = 32
 
 
@@ -95,9 +95,10 @@ def _predict(model: "keras.Model", images: np.ndarray, batch_size: int) -> np.nd
     if len(images) == 0:
         return np.zeros((0,), dtype=np.float32)
     if len(images) <= DIRECT_CALL_LIMIT:
-        # As the Keras docs advise for inputs that fit in one batch: calling the model skips
-        # building predict()'s graph, which takes longer than the prediction itself.
-        return keras.ops.convert_to_numpy(model(images, training=False)).reshape(-1)
+        # One batch, but through Keras' compiled predict step, not an eager model call: measured
+        # at 299 px (benchmarks), eager InceptionV3 holds +1.4 GB for 10 images and +4.6 GB for 32
+        # (the conference run then peaked above 3 GB); predict_on_batch +0.2 / +0.5 GB, same speed.
+        return keras.ops.convert_to_numpy(model.predict_on_batch(images)).reshape(-1)
     return np.asarray(model.predict(images, batch_size=max(1, batch_size), verbose=0)).reshape(-1)
 
 
