@@ -136,7 +136,7 @@ class MemoryPoller(threading.Thread):
     def __init__(self, pid: int, interval: float = 0.2):
         super().__init__(daemon=True)
         self.pid, self.interval, self.peak = pid, interval, 0
-        self._stop = threading.Event()
+        self._halt = threading.Event()  # not _stop: Thread has a method of that name
 
     def run(self):
         import psutil
@@ -145,7 +145,7 @@ class MemoryPoller(threading.Thread):
             root = psutil.Process(self.pid)
         except psutil.Error:
             return
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 total = root.memory_info().rss
                 for child in root.children(recursive=True):
@@ -156,10 +156,10 @@ class MemoryPoller(threading.Thread):
                 self.peak = max(self.peak, total)
             except psutil.Error:
                 return
-            self._stop.wait(self.interval)
+            self._halt.wait(self.interval)
 
     def stop(self):
-        self._stop.set()
+        self._halt.set()
 
 
 def run_group(names: list[str], jobs: dict[str, dict], work_dir: Path, timeout: float) -> dict[str, dict]:
