@@ -183,7 +183,8 @@ def test_quick_run_measures_every_section(shared_dataset, tmp_path):
 
     assert set(s["end_to_end"]["runs"]) == {"kit_conference", "paper_recipe"}
     for run in s["end_to_end"]["runs"].values():
-        assert run["wall_seconds"] > sum(run["stage_seconds"].values()) > 0  # start-up counts too
+        # The run's wall time covers its stages (in quick mode it is timed inside the worker; rounding).
+        assert run["wall_seconds"] + 0.01 >= sum(run["stage_seconds"].values()) > 0
 
     g = s["gflops"]
     assert g["estimated_peak_gflops"] > 0 and g["matmul_ceiling_gflops"] > 0
