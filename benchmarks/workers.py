@@ -9,6 +9,8 @@ paper's recipe comes from :mod:`paper_recipe`. Nothing of the kit is re-implemen
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -25,21 +27,31 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6, 1)
 
 
+@contextlib.contextmanager
 def kit_settings(params: dict, **overrides):
-    """Settings for the kit: the chosen profile, no pretrained weights, a throw-away output folder."""
+    """Settings for the kit: the chosen profile, no pretrained weights, a throw-away output folder.
+
+    The run folders (a saved model is ~90 MB) are deleted afterwards unless ``params`` names an
+    ``output_dir``: the benchmark needs their timings, not their files.
+    """
     from hello_dl.settings import load_settings
 
+    scratch = None if params.get("output_dir") else tempfile.mkdtemp(prefix="hello_dl_bench_out_")
     values = {
         "weights": "none",
         "image_size": params["image_size"],
         "batch_size": params["batch_size"],
         "data_dir": params["data_dir"],
-        "output_dir": params.get("output_dir") or tempfile.mkdtemp(prefix="hello_dl_bench_out_"),
+        "output_dir": params.get("output_dir") or scratch,
         "seed": params.get("seed", 42),
     }
     values.update(params.get("settings", {}))
     values.update(overrides)
-    return load_settings(params.get("profile", "conference"), environ={}, **values)
+    try:
+        yield load_settings(params.get("profile", "conference"), environ={}, **values)
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _phase_names(settings) -> tuple[str, ...]:
@@ -79,8 +91,8 @@ def model_flops(params: dict) -> dict:
     import paper_recipe
     from hello_dl import model as kit_model
 
-    settings = kit_settings(params)
-    model = kit_model.build_model(settings)
+    with kit_settings(params) as settings:
+        model = kit_model.build_model(settings)
     kit_model.freeze_base(model)
     frozen = flops.training_flops(model)
     kit_model.unfreeze_base(model, settings.fine_tune_from or None)
@@ -130,8 +142,7 @@ def pipeline_kit(params: dict) -> dict:
     """images/s of the kit's training pipeline: decode+resize (once), augment, scale, batch."""
     from hello_dl.pipeline import build_datasets
 
-    settings = kit_settings(params)
-    with Stopwatch() as setup:
+    with kit_settings(params) as settings, Stopwatch() as setup:
         data = build_datasets(settings)
 
     def one_epoch() -> int:
@@ -203,9 +214,13 @@ def kit_run(params: dict) -> dict:
 
     ``params["stages"]`` picks ``train`` alone (scaling) or ``train``, ``evaluate``, ``explain``.
     """
-    settings = kit_settings(params)
-    stages = params.get("stages", ["train", "evaluate", "explain"])
     _apply_switches(params.get("switches", {}))
+    with kit_settings(params) as settings:
+        return _kit_stages(settings, params)
+
+
+def _kit_stages(settings, params: dict) -> dict:
+    stages = params.get("stages", ["train", "evaluate", "explain"])
     timer = EpochTimer(images_per_epoch=params["train_images"], phase_names=_phase_names(settings))
     seconds: dict[str, float] = {}
     memory = {"start": peak_rss_mb()}
