@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Benchmarks: how fast the kit trains, against the paper's own recipe, and how close to the machine's limit.
 
-    .venv/bin/python benchmarks/run.py            # the full run (about 40 minutes on 2 cores)
-    .venv/bin/python benchmarks/run.py --quick    # every section, tiny sizes (about a minute)
+    .venv/bin/python benchmarks/run.py            # the full run (about 30 minutes on 2 cores)
+    .venv/bin/python benchmarks/run.py --quick    # every section, tiny sizes (1.5-2 minutes)
     make bench BENCH_ARGS="--sections pipeline,training"
 
 Every measurement runs in its own fresh Python process (memory, graph caches and threads never
@@ -273,7 +273,7 @@ def _groups(jobs: dict[str, dict], quick: bool, parallel: int) -> list[list[str]
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes and few steps: every section, about a minute")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and few steps: every section, 1.5-2 minutes")
     parser.add_argument("--sections", default=",".join(SECTIONS),
                         help=f"comma-separated subset of: {', '.join(SECTIONS)}")
     parser.add_argument("--data-dir", type=Path, help="the OpenI dataset folder (default: HELLO_DL_DATA_SOURCE "
