@@ -35,7 +35,8 @@ def test_predict_one_file_a_list_and_a_folder(smoke_run, fetched_dataset, best_m
         assert prediction.predicted_class == int(prediction.probability >= settings.threshold)
         assert prediction.display_name == settings.class_names[prediction.predicted_class]
     by_name = {p.file.name: p.probability for p in folder}
-    assert by_name["abd2.png"] == pytest.approx(one[0].probability, abs=1e-6)
+    # One image alone or in a batch of two: oneDNN sums in another order, so allow float32 rounding.
+    assert by_name["abd2.png"] == pytest.approx(one[0].probability, abs=1e-5)
 
 
 def test_predictions_equal_the_validation_scores(smoke_run, fetched_dataset, best_model):
