@@ -91,41 +91,26 @@ def untouched():
         assert tree_hashes(folder) == before, f"files in {folder} were changed, added or removed"
 
 
-def write_dicom(path, pixels, *, photometric="MONOCHROME2", bits_stored=None, signed=False,
-                slope=None, intercept=None, window=None, voi_function=None, voi_lut=None, modality="DX"):
+def write_dicom(path, pixels, *, photometric="MONOCHROME2", bits_stored=None, slope=None, intercept=None,
+                window=None, voi_function=None, voi_lut=None, modality="DX"):
     """Write a real, standard-conforming uncompressed DICOM file with pydicom.
 
-    ``pixels`` is a 2-D integer array (or (H, W, 3) uint8 for RGB); ``bits_stored`` defaults to
-    the array's item size; ``window`` is (centre, width); ``voi_lut`` is (first_mapped, bits, data).
+    ``pixels`` is a 2-D integer array (signed or not, 8 or 16 bits; or (H, W, 3) uint8 for RGB);
+    pydicom's ``set_pixel_data`` derives rows, columns, bits allocated and pixel representation
+    from it. ``bits_stored`` defaults to the array's item size; ``window`` is (centre, width);
+    ``voi_lut`` is (first_mapped, bits, data).
     """
     import numpy as np
-    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+    from pydicom.uid import SecondaryCaptureImageStorage
 
     pixels = np.asarray(pixels)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.SOPClassUID = SecondaryCaptureImageStorage
     ds.PatientName = "Test^Phantom"
     ds.Modality = modality
-    ds.Rows, ds.Columns = pixels.shape[:2]
-    allocated = pixels.dtype.itemsize * 8
-    ds.BitsAllocated = allocated
-    ds.BitsStored = bits_stored or allocated
-    ds.HighBit = ds.BitsStored - 1
-    ds.PixelRepresentation = 1 if signed else 0
-    ds.PhotometricInterpretation = photometric
-    if pixels.ndim == 3:
-        ds.SamplesPerPixel = 3
-        ds.PlanarConfiguration = 0
-    else:
-        ds.SamplesPerPixel = 1
+    ds.set_pixel_data(pixels, photometric, bits_stored or pixels.dtype.itemsize * 8)
     if slope is not None or intercept is not None:
         ds.RescaleSlope = slope if slope is not None else 1
         ds.RescaleIntercept = intercept if intercept is not None else 0
@@ -139,10 +124,20 @@ def write_dicom(path, pixels, *, photometric="MONOCHROME2", bits_stored=None, si
         item.LUTDescriptor = [len(data), first, lut_bits]
         item.add_new(0x00283006, "US", [int(v) for v in data])  # LUT Data; VR is ambiguous, say US
         ds.VOILUTSequence = Sequence([item])
-    ds.PixelData = np.ascontiguousarray(pixels).tobytes()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return Path(path)
+
+
+def refusal(read, path) -> str:
+    """``read(path)`` must refuse the file with a DataError whose message names it; returns the message."""
+    from hello_dl.errors import DataError
+
+    with pytest.raises(DataError) as caught:
+        read(path)
+    message = str(caught.value)
+    assert str(path) in message, message
+    return message
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_modality_lut, apply_windowing
 
-from conftest import PROJECT_ROOT
-from hello_dl.dicom import convert_folder, read_dicom, window_to_unit
+from conftest import PROJECT_ROOT, refusal
+from hello_dl.dicom import convert_folder, image_to_dicom, picture_grey, read_dicom, unit_range, window_to_unit
 from hello_dl.errors import DataError
 from hello_dl.images import load_image
 
@@ -71,7 +71,7 @@ def test_sixteen_bit_full_range(tmp_path, dicom_file):
 
 def test_signed_rescaled_ct_with_a_soft_tissue_window(tmp_path, dicom_file):
     stored = np.tile(np.arange(-200, 200, dtype=np.int16), (80, 1))  # with slope 2, intercept -24: -424..374 HU
-    path = dicom_file(tmp_path / "ct.dcm", stored, bits_stored=16, signed=True, slope=2, intercept=-24,
+    path = dicom_file(tmp_path / "ct.dcm", stored, bits_stored=16, slope=2, intercept=-24,
                       window=(40, 400), modality="CT")
     image = read_dicom(path)
     hu = stored.astype(float) * 2 - 24
@@ -82,20 +82,51 @@ def test_signed_rescaled_ct_with_a_soft_tissue_window(tmp_path, dicom_file):
     assert abs(int(image.display[0, centre]) - 128) <= 2
     np.testing.assert_allclose(image.display, pydicom_reference(path), atol=1.0)
     # The modality LUT really is applied first: the same stored values with another intercept differ.
-    shifted = read_dicom(dicom_file(tmp_path / "ct2.dcm", stored, signed=True, slope=2, intercept=76,
+    shifted = read_dicom(dicom_file(tmp_path / "ct2.dcm", stored, slope=2, intercept=76,
                                     window=(40, 400), modality="CT"))
     assert not np.array_equal(shifted.display, image.display)
 
 
-def test_window_functions_follow_the_standard():
-    x = np.array([-1000.0, -160.5, -160.0, 39.5, 40.0, 239.0, 239.5, 1000.0])
-    linear = window_to_unit(x, 40, 400)
-    assert linear[0] == 0 and linear[1] == 0 and linear[-1] == 1 and linear[-2] == 1
-    np.testing.assert_allclose(linear[3], 0.5)
-    exact = window_to_unit(np.array([-160.0, 40.0, 240.0]), 40, 400, "LINEAR_EXACT")
-    np.testing.assert_allclose(exact, [0.0, 0.5, 1.0])
-    sigmoid = window_to_unit(np.array([-1e6, 40.0, 1e6]), 40, 400, "SIGMOID")
-    np.testing.assert_allclose(sigmoid, [0.0, 0.5, 1.0], atol=1e-9)
+def _through_a_file(tmp_path, dicom_file, values, window, function=None):
+    """Write ``values`` (multiples of 0.5) as one row of a DICOM file (slope 0.5) and read it back."""
+    stored = np.tile(np.rint((np.asarray(values) + 2000.0) * 2).astype(np.uint16), (80, 1))
+    path = dicom_file(tmp_path / f"{function or 'LINEAR'}.dcm", stored, slope=0.5, intercept=-2000, window=window,
+                      voi_function=function)
+    return read_dicom(path).values[0].astype(np.float64)
+
+
+def _through_window_to_unit(tmp_path, dicom_file, values, window, function=None):
+    return window_to_unit(np.asarray(values, dtype=np.float64), *window, function or "LINEAR")
+
+
+@pytest.mark.parametrize("windowed", [_through_a_file, _through_window_to_unit])
+def test_window_functions_follow_the_standard(tmp_path, dicom_file, windowed):
+    # PS3.3 C.11.2.1.2: LINEAR is shifted by half a grey level; x <= c - 0.5 - (w-1)/2 is black,
+    # x > c - 0.5 + (w-1)/2 is white. For c=40, w=400: black up to -160, white above 239.
+    x = [-1000.0, -160.5, -160.0, 39.5, 40.0, 239.0, 239.5, 1000.0]
+    linear = windowed(tmp_path, dicom_file, x, (40, 400))
+    np.testing.assert_allclose(linear, [0, 0, 0, 0.5, 0.5 + 0.5 / 399, 1, 1, 1], atol=1e-6)
+    # C.11.2.1.3.2: LINEAR_EXACT is the plain ramp from c - w/2 to c + w/2.
+    exact = windowed(tmp_path, dicom_file, [-160.0, 40.0, 240.0], (40, 400), "LINEAR_EXACT")
+    np.testing.assert_allclose(exact, [0.0, 0.5, 1.0], atol=1e-6)
+    # C.11.2.1.3.1: SIGMOID is 1 / (1 + exp(-4 (x - c) / w)), 0.5 at the centre, no overflow far out.
+    x = np.array([-1900.0, -100.0, 40.0, 200.0, 1900.0])
+    sigmoid = windowed(tmp_path, dicom_file, x, (40, 10), "SIGMOID")
+    with np.errstate(over="ignore"):  # exp(776) is inf, and 1 / inf is the right 0
+        np.testing.assert_allclose(sigmoid, 1.0 / (1.0 + np.exp(-4.0 * (x - 40.0) / 10.0)), atol=1e-6)
+    assert sigmoid[2] == pytest.approx(0.5) and sigmoid[0] == 0.0 and sigmoid[-1] == pytest.approx(1.0)
+
+
+def test_window_to_unit_refuses_a_width_the_standard_forbids():
+    with pytest.raises(ValueError, match="Window Width"):
+        window_to_unit(np.zeros(3), 40, 0.5)
+
+
+def test_an_invalid_window_falls_back_to_the_pixel_range(tmp_path, dicom_file):
+    pixels = np.tile(np.arange(0, 1000, 10, dtype=np.uint16), (80, 1))
+    image = read_dicom(dicom_file(tmp_path / "zero width.dcm", pixels, window=(500, 0)))
+    assert image.voi_source == "pixel range" and image.window is None
+    np.testing.assert_allclose(image.values, unit_range(pixels), atol=1e-6)
 
 
 def test_sigmoid_and_several_window_presets(tmp_path, dicom_file):
@@ -103,7 +134,8 @@ def test_sigmoid_and_several_window_presets(tmp_path, dicom_file):
     ds_path = dicom_file(tmp_path / "two.dcm", pixels, window=([500, 300], [200, 600]), voi_function="SIGMOID")
     image = read_dicom(ds_path)
     assert image.window == (500.0, 200.0)  # the first preset
-    np.testing.assert_allclose(image.values, window_to_unit(pixels, 500, 200, "SIGMOID"), atol=1e-6)
+    expected = 1.0 / (1.0 + np.exp(-4.0 * (pixels.astype(np.float64) - 500.0) / 200.0))
+    np.testing.assert_allclose(image.values, expected, atol=1e-6)
 
 
 def test_voi_lut_sequence_wins_over_the_window(tmp_path, dicom_file):
@@ -174,14 +206,84 @@ def test_multi_frame_needs_a_frame_choice():
 def test_not_a_dicom_file(tmp_path):
     path = tmp_path / "scan.dcm"
     path.write_text("hello")
-    with pytest.raises(DataError, match="not a DICOM file") as caught:
-        read_dicom(path)
-    assert str(path) in str(caught.value)
+    assert "not a DICOM file" in refusal(read_dicom, path)
 
 
 def test_dicom_without_image(tmp_path):
     with pytest.raises(DataError, match="without an image"):
         read_dicom(sample("rtstruct.dcm"))
+
+
+# --- the files the tests write are standard DICOM ------------------------------------------------------
+@pytest.mark.parametrize("pixels, photometric, bits", [
+    (np.arange(90 * 80, dtype=np.uint16).reshape(90, 80) % 4096, "MONOCHROME2", 12),
+    (np.arange(-3600, 3600, dtype=np.int16).reshape(90, 80), "MONOCHROME1", 16),
+    (np.random.default_rng(0).integers(0, 255, (90, 80, 3), dtype=np.uint8), "RGB", 8),
+])
+def test_written_files_carry_the_standard_image_pixel_module(tmp_path, dicom_file, pixels, photometric, bits):
+    path = dicom_file(tmp_path / "f.dcm", pixels, photometric=photometric, bits_stored=bits)
+    assert path.read_bytes()[128:132] == b"DICM"  # Part 10 preamble and signature
+    ds = pydicom.dcmread(path)
+    assert ds.file_meta.MediaStorageSOPClassUID == ds.SOPClassUID
+    assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+    assert ds.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+    samples = 3 if pixels.ndim == 3 else 1
+    assert (ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation) == (90, 80, samples, photometric)
+    assert (ds.BitsAllocated, ds.BitsStored, ds.HighBit) == (pixels.dtype.itemsize * 8, bits, bits - 1)
+    assert ds.PixelRepresentation == (pixels.dtype.kind == "i")
+    assert ("PlanarConfiguration" in ds) == (samples == 3)
+    np.testing.assert_array_equal(ds.pixel_array, pixels)
+
+
+# --- the demo DICOM made from a picture -----------------------------------------------------------------
+def _pictures(folder: Path) -> dict[str, Path]:
+    """Grey PNG, colourful RGB PNG, and a JPEG whose EXIF says "rotate 90°"."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(3)
+    grey = folder / "grey.png"
+    Image.fromarray(rng.integers(0, 256, (90, 100), dtype=np.uint8)).save(grey)
+    colour = folder / "annotated.png"
+    Image.fromarray(rng.integers(0, 256, (90, 100, 3), dtype=np.uint8)).save(colour)
+    rotated = folder / "phone.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(rng.integers(0, 256, (90, 100, 3), dtype=np.uint8)).save(rotated, exif=exif.tobytes())
+    return {"grey": grey, "colour": colour, "rotated": rotated}
+
+
+def test_demo_dicom_grey_is_load_images_grey(tmp_path):
+    for name, picture in _pictures(tmp_path / "pictures").items():
+        expected = load_image(picture, min_side=0).mean(axis=2)
+        np.testing.assert_allclose(picture_grey(picture), expected, atol=1e-9, err_msg=name)
+        made = read_dicom(image_to_dicom(picture, tmp_path / f"{name}.dcm"))
+        assert np.abs(made.display.astype(int) - np.rint(expected)).max() <= 1, name
+        assert made.display.shape == expected.shape  # the rotated JPEG stands upright: 100 x 90
+
+
+def test_demo_dicom_refuses_what_it_cannot_store_faithfully(tmp_path):
+    deep = tmp_path / "sixteen bit.png"
+    Image.fromarray(np.full((80, 80), 3000, np.uint16)).save(deep)
+    assert "8-bit" in refusal(picture_grey, deep)
+    transparent = tmp_path / "overlay.png"
+    Image.fromarray(np.zeros((80, 80, 4), np.uint8)).save(transparent)
+    assert "'RGBA'" in refusal(picture_grey, transparent)
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture")
+    assert "cannot be read" in refusal(lambda path: image_to_dicom(path, tmp_path / "x.dcm"), text)
+    assert not (tmp_path / "x.dcm").exists()
+    with pytest.raises(DataError, match="MONOCHROME1 or MONOCHROME2"):
+        image_to_dicom(_pictures(tmp_path / "p")["grey"], tmp_path / "y.dcm", photometric="RGB")
+
+
+def test_demo_dicom_never_replaces_a_file_and_leaves_no_temporaries(tmp_path):
+    pictures = _pictures(tmp_path / "pictures")
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = out / "grey.dcm"
+    mine.write_bytes(b"the user's own file")
+    assert image_to_dicom(pictures["grey"], mine) == mine and mine.read_bytes() == b"the user's own file"
+    image_to_dicom(pictures["colour"], out / "colour.dcm")
+    assert sorted(p.name for p in out.iterdir()) == ["colour.dcm", "grey.dcm"]
 
 
 # --- folder conversion ---------------------------------------------------------------------------------

@@ -1,12 +1,14 @@
 """DICOM files as images: the same grey values a radiologist's viewer would show.
 
-:func:`read_dicom` follows the DICOM display chain (PS3.3 C.11 / PS3.4 N.2):
+:func:`read_dicom` follows the DICOM display chain (PS3.3 C.11 / PS3.4 N.2); pydicom's own
+``apply_modality_lut`` and ``apply_voi_lut`` do steps 1 and 2:
 
 1. **Modality LUT**: *Rescale Slope/Intercept* (e.g. CT values to Hounsfield units) or a
    *Modality LUT Sequence*.
 2. **VOI LUT**: a *VOI LUT Sequence* if the file has one, otherwise the first *Window
    Center/Width* pair (with the file's *VOI LUT Function*: LINEAR, LINEAR_EXACT or SIGMOID),
-   otherwise the image's own minimum..maximum, so a file without a window still shows contrast.
+   otherwise (or if the window is invalid, e.g. width 0) the image's own minimum..maximum, so a
+   file without a window still shows contrast.
 3. **MONOCHROME1** (white = low values, common for computed radiography) is inverted so bone is
    white in every image, as in the PNG exports the tutorial trains on.
 
@@ -16,18 +18,29 @@ PNGs, previews and :func:`hello_dl.images.load_image` use).
 
 Compressed files need a decoder: pydicom decodes JPEG baseline, JPEG 2000 (through Pillow) and
 RLE itself; JPEG-LS and lossless JPEG need an extra package. :func:`read_dicom` says which one.
+
+:func:`convert_folder` (DICOM → PNG) and :func:`image_to_dicom` (a demo DICOM made from a PNG) write
+with :func:`hello_dl.runs.write_atomic` and never replace a file that is already there.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
+import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pydicom  # about 0.3 s to import, measured: cheap next to decoding the first image, so at the top
+from PIL import Image, ImageOps, UnidentifiedImageError
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_modality_lut, apply_voi_lut, get_decoder
+from pydicom.uid import ComputedRadiographyImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from hello_dl.errors import DataError
+from hello_dl.filetypes import is_dicom_file, is_junk
+from hello_dl.runs import write_atomic
 
 #: What to install for each family of compressed transfer syntaxes (pip package names).
 _DECODER_PACKAGES = {
@@ -54,17 +67,36 @@ class DicomImage:
     @property
     def display(self) -> np.ndarray:
         """uint8 0-255 version of :attr:`values` (what a PNG export holds)."""
-        return np.rint(np.clip(self.values, 0.0, 1.0) * 255.0).astype(np.uint8)
+        return unit_to_uint8(self.values)
 
     @property
     def mode_description(self) -> str:
         return f"DICOM {self.photometric} {self.bits_stored}-bit"
 
 
-def _read_dataset(path: Path):
-    import pydicom
-    from pydicom.errors import InvalidDicomError
+# --- grey values on the 0..1 scale -------------------------------------------------------------------
+def unit_range(values: np.ndarray) -> np.ndarray:
+    """Map an array's own minimum..maximum onto 0..1 (what a viewer shows without a window).
 
+    A flat or empty array becomes all zeros; NaN counts as the minimum.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return np.zeros(values.shape)
+    low, high = float(finite.min()), float(finite.max())
+    if high <= low:
+        return np.zeros(values.shape)
+    return np.clip((np.nan_to_num(values, nan=low) - low) / (high - low), 0.0, 1.0)
+
+
+def unit_to_uint8(values: np.ndarray) -> np.ndarray:
+    """0..1 values → uint8 0..255, rounded to the nearest grey level."""
+    return np.rint(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+# --- reading ----------------------------------------------------------------------------------------
+def _read_dataset(path: Path) -> Dataset:
     try:
         return pydicom.dcmread(path)
     except InvalidDicomError:
@@ -94,15 +126,13 @@ def _decoder_hint(transfer_syntax) -> str:
     return "pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg"
 
 
-def _pixels(ds, path: Path) -> np.ndarray:
+def _pixels(ds: Dataset, path: Path) -> np.ndarray:
     """The stored pixel values, with a clear message when a decoder package is missing."""
     if "PixelData" not in ds:
         raise DataError(f"{path} is a DICOM file without an image (for example a report or a DICOMDIR). "
                         f"Leave it out of the image folder.")
     transfer_syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     if transfer_syntax is not None and transfer_syntax.is_compressed:
-        from pydicom.pixels import get_decoder
-
         try:
             available = get_decoder(transfer_syntax).is_available
         except NotImplementedError:
@@ -126,44 +156,58 @@ def _pixels(ds, path: Path) -> np.ndarray:
 
 
 def _first(value) -> float:
-    """Window centre/width may be multi-valued (several presets): use the first."""
+    """Window centre/width may be multi-valued (several presets): the first is the default view."""
     try:
         return float(value[0])
     except (TypeError, IndexError):
         return float(value)
 
 
+def _voi_to_unit(values: np.ndarray, ds: Dataset) -> tuple[np.ndarray, str, tuple[float, float] | None]:
+    """Step 2 of the display chain with pydicom's ``apply_voi_lut``, put on the 0..1 scale.
+
+    Returns (values in 0..1, which VOI step was used, the window (centre, width) if one was).
+    """
+    lut = ds.get("VOILUTSequence")
+    if lut and None not in (lut[0].get("LUTDescriptor"), lut[0].get("LUTData")):  # pydicom's own test
+        # A VOI LUT maps whole numbers, and its output scale is the bit depth its descriptor declares.
+        looked_up = apply_voi_lut(np.rint(values).astype(np.int64), ds)
+        return looked_up / float(2 ** int(lut[0].LUTDescriptor[2]) - 1), "VOI LUT", None
+    if ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
+        try:
+            return _windowed(values, ds), "window", (_first(ds.WindowCenter), _first(ds.WindowWidth))
+        except ValueError:  # a width the standard forbids (below 1, or 0) or an unknown VOI LUT Function
+            pass
+    return unit_range(values), "pixel range", None
+
+
+def _windowed(values: np.ndarray, ds: Dataset) -> np.ndarray:
+    """``ds``'s (first) window applied by pydicom, on the 0..1 scale."""
+    # exp() overflows to inf far below a narrow SIGMOID window, which gives the right answer (0).
+    with np.errstate(over="ignore"):
+        windowed = apply_voi_lut(values, ds)
+        # pydicom windows onto the range the stored bits (after rescale) could hold: ask it for both ends.
+        low, high = apply_voi_lut(np.array([-np.inf, np.inf]), ds)
+    return np.clip((windowed - low) / (high - low), 0.0, 1.0)
+
+
 def window_to_unit(values: np.ndarray, centre: float, width: float, function: str = "LINEAR") -> np.ndarray:
-    """Apply a DICOM window (PS3.3 C.11.2.1.2) and return values in [0, 1]."""
-    function = (function or "LINEAR").strip().upper()
-    values = np.asarray(values, dtype=np.float64)
-    if function == "SIGMOID":
-        exponent = np.clip(-4.0 * (values - centre) / max(width, 1e-6), -700.0, 700.0)  # no overflow
-        return 1.0 / (1.0 + np.exp(exponent))
-    if function == "LINEAR_EXACT":
-        low, span = centre - width / 2.0, max(width, 1e-6)
-        return np.clip((values - low) / span, 0.0, 1.0)
-    # LINEAR: the standard's half-pixel-shifted ramp; a width below 1 is invalid, treat as 1.
-    width = max(width, 1.0)
-    if width == 1.0:
-        return (values >= centre - 0.5).astype(np.float64)
-    return np.clip((values - (centre - 0.5)) / (width - 1.0) + 0.5, 0.0, 1.0)
+    """Apply a DICOM window to ``values`` (e.g. Hounsfield units) and return values in [0, 1].
 
-
-def _to_unit_range(values: np.ndarray) -> np.ndarray:
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return np.zeros(values.shape)
-    low, high = float(finite.min()), float(finite.max())
-    if high <= low:
-        return np.zeros(values.shape)
-    return np.clip((values - low) / (high - low), 0.0, 1.0)
+    ``function`` is the *VOI LUT Function* (PS3.3 C.11.2.1.2): LINEAR (the default), LINEAR_EXACT
+    or SIGMOID. The arithmetic is pydicom's ``apply_voi_lut``, as in :func:`read_dicom`; a width
+    the standard does not allow (below 1 for LINEAR, 0 or less otherwise) raises ValueError.
+    """
+    window = Dataset()
+    window.PhotometricInterpretation = "MONOCHROME2"
+    window.BitsStored, window.PixelRepresentation = 16, 0  # any output range will do: the result is rescaled
+    window.WindowCenter, window.WindowWidth = float(centre), float(width)
+    window.VOILUTFunction = (function or "LINEAR").strip().upper()
+    return _windowed(np.asarray(values, dtype=np.float64), window)
 
 
 def read_dicom(path: str | Path, frame: int | None = None) -> DicomImage:
     """Read one DICOM image (one frame of a multi-frame file) through the display chain above."""
-    from pydicom.pixels import apply_modality_lut, apply_voi
-
     path = Path(path)
     ds = _read_dataset(path)
     stored = np.asarray(_pixels(ds, path))
@@ -188,21 +232,7 @@ def read_dicom(path: str | Path, frame: int | None = None) -> DicomImage:
         values = np.clip(stored.astype(np.float64) / maximum, 0.0, 1.0)
         return DicomImage(path, values.astype(np.float32), photometric, bits, None, "bit depth", modality)
 
-    values = apply_modality_lut(stored, ds).astype(np.float64)
-    window = None
-    voi_lut = ds.get("VOILUTSequence")
-    if voi_lut and voi_lut[0].get("LUTDescriptor") and voi_lut[0].get("LUTData") is not None:
-        looked_up = apply_voi(np.rint(values).astype(np.int64), ds).astype(np.float64)
-        lut_bits = int(voi_lut[0].LUTDescriptor[2])
-        unit = np.clip(looked_up / float(2 ** lut_bits - 1), 0.0, 1.0)
-        source = "VOI LUT"
-    elif ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
-        window = (_first(ds.WindowCenter), _first(ds.WindowWidth))
-        unit = window_to_unit(values, *window, str(ds.get("VOILUTFunction", "LINEAR")))
-        source = "window"
-    else:
-        unit = _to_unit_range(values)
-        source = "pixel range"
+    unit, source, window = _voi_to_unit(apply_modality_lut(stored, ds), ds)
     if photometric == "MONOCHROME1":
         unit = 1.0 - unit
     return DicomImage(path, unit.astype(np.float32), photometric, bits, window, source, modality)
@@ -210,29 +240,14 @@ def read_dicom(path: str | Path, frame: int | None = None) -> DicomImage:
 
 # --- folder conversion -------------------------------------------------------------------------
 def _dicom_candidates(source: Path) -> list[Path]:
-    from hello_dl.images import DICOM_SUFFIXES, has_dicom_signature, is_junk
-
-    found = []
-    for path in sorted(source.rglob("*")):
-        if not path.is_file() or is_junk(path.relative_to(source)):
-            continue
-        if path.suffix.lower() in DICOM_SUFFIXES or has_dicom_signature(path):
-            found.append(path)
-    return found
+    return [path for path in sorted(source.rglob("*"))
+            if path.is_file() and not is_junk(path.relative_to(source)) and is_dicom_file(path)]
 
 
-def _write_png_atomically(gray_or_rgb: np.ndarray, target: Path) -> None:
-    from PIL import Image
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=".", suffix=".png.partial", dir=target.parent)
-    os.close(handle)
-    try:
-        Image.fromarray(gray_or_rgb).save(temp_name, format="PNG")
-        # os.link refuses an existing target, so a file that appeared meanwhile is never replaced.
-        os.link(temp_name, target)
-    finally:
-        os.unlink(temp_name)
+def _png_bytes(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def convert_folder(source: str | Path, destination: str | Path) -> list[Path]:
@@ -252,7 +267,6 @@ def convert_folder(source: str | Path, destination: str | Path) -> list[Path]:
                         f"(both are {source}), so the originals stay untouched.")
     written: list[Path] = []
     failures: list[str] = []
-    skipped: list[Path] = []
     for path in _dicom_candidates(source):
         relative = path.relative_to(source)
         try:
@@ -263,12 +277,10 @@ def convert_folder(source: str | Path, destination: str | Path) -> list[Path]:
         for suffix, image in images:
             target = destination / relative.parent / f"{relative.stem if relative.suffix else relative.name}{suffix}.png"
             if target.exists():
-                skipped.append(target)
                 continue
             try:
-                _write_png_atomically(image.display, target)
-            except FileExistsError:
-                skipped.append(target)
+                write_atomic(target, _png_bytes(image.display), exclusive=True)
+            except FileExistsError:  # appeared meanwhile: the user's file stays
                 continue
             written.append(target)
     if failures:
@@ -278,8 +290,6 @@ def convert_folder(source: str | Path, destination: str | Path) -> list[Path]:
 
 
 def _frames_for_export(path: Path) -> list[tuple[str, DicomImage]]:
-    import pydicom
-
     try:
         frames = int(pydicom.dcmread(path, stop_before_pixels=True).get("NumberOfFrames", 1) or 1)
     except Exception:  # the full read below produces the user-facing message
@@ -290,6 +300,26 @@ def _frames_for_export(path: Path) -> list[tuple[str, DicomImage]]:
 
 
 # --- a demo file for the lessons -----------------------------------------------------------------
+def picture_grey(path: str | Path) -> np.ndarray:
+    """The grey values (0-255, float) of an 8-bit grey or colour PNG/JPEG: the mean of its channels.
+
+    The same grey as :func:`hello_dl.images.load_image` gives for such files (turned upright by
+    their EXIF orientation); other pixel formats are refused with a message.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            upright = ImageOps.exif_transpose(img)
+            mode, pixels = upright.mode, np.asarray(upright, dtype=np.float64)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{path} cannot be read as a PNG or JPEG picture ({exc}). Give a PNG or JPEG "
+                        f"radiograph.") from None
+    if mode not in ("L", "RGB"):
+        raise DataError(f"{path} stores its pixels as {mode!r}; the demo DICOM is made from 8-bit grey or "
+                        f"colour (RGB) pictures. Save it as an 8-bit PNG and try again.")
+    return pixels.mean(axis=2) if pixels.ndim == 3 else pixels
+
+
 def image_to_dicom(image: str | Path, destination: str | Path, *, photometric: str = "MONOCHROME1") -> Path:
     """Wrap a PNG/JPEG radiograph in a DICOM file, as a computed-radiography (CR) image would come.
 
@@ -299,60 +329,41 @@ def image_to_dicom(image: str | Path, destination: str | Path, *, photometric: s
     The file carries no patient data and no body part (which would give the answer away).
     Writing the same image again gives the same bytes; an existing ``destination`` is left as it is.
     """
-    import hashlib
-
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ComputedRadiographyImageStorage, ExplicitVRLittleEndian, generate_uid
-
-    from hello_dl.images import load_image
-
     image, destination = Path(image), Path(destination)
     if destination.exists():
         return destination
     photometric = photometric.strip().upper()
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise DataError(f"photometric must be MONOCHROME1 or MONOCHROME2, not {photometric!r}.")
-    grey = load_image(image, min_side=0).mean(axis=2)
-    stored = np.rint(grey * (4095.0 / 255.0)).astype(np.uint16)
+    stored = np.rint(picture_grey(image) * (4095.0 / 255.0)).astype(np.uint16)
     if photometric == "MONOCHROME1":
         stored = (4095 - stored).astype(np.uint16)
     # UIDs derived from the picture itself, so a rerun writes an identical file.
     fingerprint = hashlib.sha256(stored.tobytes()).hexdigest()
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ComputedRadiographyImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[fingerprint, "instance"])
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = ComputedRadiographyImageStorage
+    ds.SOPInstanceUID = generate_uid(entropy_srcs=[fingerprint, "instance"])
     ds.StudyInstanceUID = generate_uid(entropy_srcs=[fingerprint, "study"])
     ds.SeriesInstanceUID = generate_uid(entropy_srcs=[fingerprint, "series"])
     ds.PatientName = "Demo^Tutorial"
     ds.PatientID = "DEMO"
     ds.Modality = "CR"
     ds.SeriesDescription = f"Demo made by hello-dl from {image.name}"
-    ds.Rows, ds.Columns = stored.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.set_pixel_data(stored, photometric, 12, generate_instance_uid=False)  # rows, bits, pixel data
     ds.RescaleSlope, ds.RescaleIntercept = 1, 0
     ds.WindowCenter, ds.WindowWidth = 2048, 4096
-    ds.PixelData = np.ascontiguousarray(stored).tobytes()
 
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=".", suffix=".dcm.partial", dir=destination.parent)
-    os.close(handle)
+    encoded = io.BytesIO()
+    ds.save_as(encoded, enforce_file_format=True)
     try:
-        ds.save_as(temp_name, enforce_file_format=True)
-        try:
-            os.link(temp_name, destination)  # never replaces a file that appeared meanwhile
-        except FileExistsError:
-            pass
-    finally:
-        os.unlink(temp_name)
+        write_atomic(destination, encoded.getvalue(), exclusive=True)
+    except FileExistsError:  # written meanwhile (e.g. by another notebook): keep that one
+        pass
     return destination
 
 
-__all__ = ["DicomImage", "convert_folder", "image_to_dicom", "read_dicom", "window_to_unit"]
+__all__ = ["DicomImage", "convert_folder", "image_to_dicom", "picture_grey", "read_dicom", "unit_range",
+           "unit_to_uint8", "window_to_unit"]
