@@ -32,60 +32,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from hello_dl import dicom
 from hello_dl.errors import DataError
+from hello_dl.filetypes import is_dicom_file, is_image_file  # noqa: F401 - is_image_file: evaluate still imports it from here
 
 #: InceptionV3 cannot take inputs smaller than this (pixels per side).
 MIN_IMAGE_SIDE = 75
-
-PIL_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
-DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
-IMAGE_SUFFIXES = PIL_SUFFIXES | DICOM_SUFFIXES
-
-#: Files operating systems drop into folders; never images, always ignored.
-JUNK_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"})
-#: Folders that are never data (macOS zip resource forks, notebook autosaves).
-JUNK_FOLDERS = frozenset({"__macosx", ".ipynb_checkpoints"})
-
-_DICOM_MAGIC_OFFSET = 128
-
-
-def is_junk(path: str | Path) -> bool:
-    """True for hidden files, OS clutter (``.DS_Store``, ``Thumbs.db``) and ``__MACOSX`` content."""
-    parts = Path(path).parts
-    if any(part.lower() in JUNK_FOLDERS for part in parts):
-        return True
-    name = Path(path).name
-    return name.startswith(".") or name.lower() in JUNK_NAMES
-
-
-def has_dicom_signature(path: str | Path) -> bool:
-    """True if the file carries the DICOM Part 10 signature ("DICM" after a 128-byte preamble)."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(_DICOM_MAGIC_OFFSET + 4)
-    except OSError:
-        return False
-    return head[_DICOM_MAGIC_OFFSET:] == b"DICM"
-
-
-def is_dicom_file(path: str | Path) -> bool:
-    path = Path(path)
-    return path.suffix.lower() in DICOM_SUFFIXES or (path.suffix == "" and has_dicom_signature(path))
-
-
-def is_image_file(path: str | Path) -> bool:
-    """Should this file be treated as an image? (By name; :func:`load_image` checks the content.)
-
-    PNG and JPEG by extension, DICOM by extension or, for files without one (common on PACS
-    exports), by the DICOM signature. Hidden files and OS clutter are never images.
-    """
-    path = Path(path)
-    if is_junk(path) or not path.is_file():
-        return False
-    suffix = path.suffix.lower()
-    if suffix in IMAGE_SUFFIXES:
-        return True
-    return suffix == "" and has_dicom_signature(path)
 
 
 # --- loading -----------------------------------------------------------------------------------
@@ -99,8 +51,6 @@ def load_image(path: str | Path, *, min_side: int = MIN_IMAGE_SIDE) -> np.ndarra
     if not path.is_file():
         raise DataError(f"Image file not found: {path}. Check the name and folder.")
     if is_dicom_file(path):
-        from hello_dl import dicom
-
         rgb = gray_to_rgb(dicom.read_dicom(path).display)
     else:
         rgb = _load_with_pillow(path)
@@ -116,8 +66,6 @@ def image_info(path: str | Path) -> tuple[int, int, str]:
     """
     path = Path(path)
     if is_dicom_file(path):
-        from hello_dl import dicom
-
         image = dicom.read_dicom(path)
         height, width = image.display.shape[:2]
         return width, height, image.mode_description
@@ -194,15 +142,7 @@ def _flatten_on_black(rgba: np.ndarray) -> np.ndarray:
 
 def stretch_to_uint8(values: np.ndarray) -> np.ndarray:
     """Map an array's own minimum..maximum onto 0..255 (a flat array becomes all zeros)."""
-    values = np.asarray(values, dtype=np.float64)
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return np.zeros(values.shape, dtype=np.uint8)
-    low, high = float(finite.min()), float(finite.max())
-    if high <= low:
-        return np.zeros(values.shape, dtype=np.uint8)
-    scaled = (np.nan_to_num(values, nan=low) - low) / (high - low)
-    return np.rint(np.clip(scaled, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return dicom.unit_to_uint8(dicom.unit_range(values))
 
 
 def gray_to_rgb(gray: np.ndarray) -> np.ndarray:
@@ -222,41 +162,26 @@ def resize_image(image: np.ndarray, size: int | tuple[int, int], keep_aspect_rat
     """Resize a ``(H, W, 3)`` uint8 image to ``size`` (an int for a square, or ``(height, width)``).
 
     ``keep_aspect_ratio=False`` stretches to fill, as the paper did. ``True`` scales the longer
-    side to fit and pads the rest with black, centred, so an image's shape can no longer tell
-    the model which class it is (see the dataset README: sizes nearly separate the classes).
-    Bilinear with antialiasing (Pillow), so shrinking a 512-pixel image does not alias.
+    side to fit and pads the rest with black, centred (Pillow's ``ImageOps.pad``), so an image's
+    shape can no longer tell the model which class it is (see the dataset README: sizes nearly
+    separate the classes). Bilinear with antialiasing (Pillow), so shrinking a 512-pixel image
+    does not alias.
     """
     target_h, target_w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"resize_image expects an (H, W, 3) uint8 array, got {image.shape} {image.dtype}")
-    height, width = image.shape[:2]
-    if not keep_aspect_ratio:
-        return _pil_resize(image, target_w, target_h)
-    scale = min(target_w / width, target_h / height)
-    new_w = max(1, min(target_w, round(width * scale)))
-    new_h = max(1, min(target_h, round(height * scale)))
-    resized = _pil_resize(image, new_w, new_h)
-    canvas = np.zeros((target_h, target_w, 3), dtype=np.uint8)
-    top, left = (target_h - new_h) // 2, (target_w - new_w) // 2
-    canvas[top:top + new_h, left:left + new_w] = resized
-    return canvas
-
-
-def _pil_resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    if image.shape[0] == height and image.shape[1] == width:
+    if image.shape[:2] == (target_h, target_w):
         return image.copy()
-    resized = Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR)
+    picture = Image.fromarray(image)
+    if keep_aspect_ratio:
+        resized = ImageOps.pad(picture, (target_w, target_h), Image.Resampling.BILINEAR, color=(0, 0, 0))
+    else:
+        resized = picture.resize((target_w, target_h), Image.Resampling.BILINEAR)
     return np.asarray(resized, dtype=np.uint8)
 
 
-def load_resized(path: str | Path, size: int, keep_aspect_ratio: bool = False) -> np.ndarray:
-    """:func:`load_image` then :func:`resize_image`: exactly what the model sees, before scaling."""
-    return resize_image(load_image(path), size, keep_aspect_ratio)
-
-
 __all__ = [
-    "DICOM_SUFFIXES", "IMAGE_SUFFIXES", "MIN_IMAGE_SIDE", "PIL_SUFFIXES", "check_dimensions", "check_size", "gray_to_rgb",
-    "has_dicom_signature", "image_info", "is_dicom_file", "is_image_file", "is_junk", "load_image",
-    "load_resized", "pil_to_rgb", "resize_image", "stretch_to_uint8",
+    "MIN_IMAGE_SIDE", "check_dimensions", "check_size", "gray_to_rgb", "image_info", "load_image", "pil_to_rgb",
+    "resize_image", "stretch_to_uint8",
 ]
