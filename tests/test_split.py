@@ -185,3 +185,25 @@ def test_splitting_the_shared_training_images(shared_dataset, tmp_path, untouche
     assert result.counts == {"TRAIN": {"openI_CXR": 26, "openI_abd_xray": 26},
                              "VAL": {"openI_CXR": 7, "openI_abd_xray": 6}}
     assert result.format().endswith(f"set data_dir={tmp_path / 'resplit'}.")
+
+
+def _temporaries(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if ".partial" in p.name]
+
+
+def test_a_copy_that_differs_from_its_source_is_never_installed(source, tmp_path, monkeypatch):
+    from hello_dl import split
+
+    real_place = split._place
+
+    def place_then_damage(src, target, link):
+        linked = real_place(src, target, link)
+        if target.name == "abd_3.png":  # as if the source changed while it was being copied
+            target.write_bytes(target.read_bytes() + b"\x00")
+        return linked
+
+    monkeypatch.setattr(split, "_place", place_then_damage)
+    with pytest.raises(DataError, match="does not match the sources"):
+        split_folder(source, tmp_path / "split", settings())
+    assert not (tmp_path / "split").exists() and _temporaries(tmp_path) == []
+

@@ -16,13 +16,13 @@ skipped so the summary can mention it.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hello_dl.errors import DataError
-from hello_dl.images import check_dimensions, image_info, is_image_file, is_junk
+from hello_dl.filetypes import file_hash, is_image_file, is_junk
+from hello_dl.images import check_dimensions, image_info
 from hello_dl.settings import Settings
 
 SPLITS = ("TRAIN", "VAL", "TEST")
@@ -214,14 +214,6 @@ def scan(settings: Settings, root: str | Path | None = None) -> DatasetIndex:
 
 
 # --- the summary -------------------------------------------------------------------------------
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @dataclass
 class GroupStats:
     """Sizes and pixel formats of one split x class group."""
@@ -341,7 +333,7 @@ def summarize(settings: Settings, root: str | Path | None = None) -> DatasetSumm
             group.count += 1
             group.sizes[(width, height)] += 1
             group.modes[mode] += 1
-            digest = file_sha256(path)
+            digest = file_hash(path)
             hashes.add(digest)
             by_hash[digest].append(path.relative_to(index.root).as_posix())
         distinct[role] = len(hashes)
@@ -353,5 +345,4 @@ def summarize(settings: Settings, root: str | Path | None = None) -> DatasetSumm
                           [p.relative_to(index.root).as_posix() for p in index.skipped])
 
 
-__all__ = ["ClassInfo", "DatasetIndex", "DatasetSummary", "SPLITS", "SplitFiles", "file_sha256",
-           "images_under", "scan", "summarize"]
+__all__ = ["ClassInfo", "DatasetIndex", "DatasetSummary", "SPLITS", "SplitFiles", "images_under", "scan", "summarize"]

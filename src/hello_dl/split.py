@@ -29,14 +29,14 @@ import json
 import os
 import random
 import shutil
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hello_dl.dataset import file_sha256, images_under
+from hello_dl.dataset import images_under, scan
 from hello_dl.errors import DataError
-from hello_dl.images import is_image_file, is_junk
+from hello_dl.filetypes import file_hash, is_image_file, is_junk
+from hello_dl.runs import publish_folder, staging_folder, write_atomic
 from hello_dl.settings import Settings
 
 PLAN_FILE = "split.json"
@@ -164,7 +164,7 @@ def plan_split(source: str | Path, settings: Settings) -> tuple[list[PlannedFile
             raise DataError(f"The class folder {folder} holds no images (PNG, JPEG or DICOM). "
                             f"Add images or remove the folder.")
         for path in images:
-            by_hash[file_sha256(path)].append((folder.name, path.relative_to(folder).as_posix(), path))
+            by_hash[file_hash(path)].append((folder.name, path.relative_to(folder).as_posix(), path))
 
     duplicates = []
     units_per_class: dict[str, list[tuple[str, list[tuple[str, str, Path]]]]] = defaultdict(list)
@@ -219,7 +219,7 @@ def _matches(destination: Path, planned: list[PlannedFile], document: bytes) -> 
     expected = {f.target: f.sha256 for f in planned}
     problems = [f"not part of this split: {name}" for name in sorted(set(existing) - set(expected) - {PLAN_FILE})]
     for name in sorted(set(expected) & set(existing)):
-        if file_sha256(existing[name]) != expected[name]:
+        if file_hash(existing[name]) != expected[name]:
             problems.append(f"different content: {name}")
     problems += [f"missing: {name}" for name in sorted(set(expected) - set(existing))]
     plan_file = destination / PLAN_FILE
@@ -277,21 +277,21 @@ def split_folder(source: str | Path, destination: str | Path, settings: Settings
     if destination.is_dir():
         destination.rmdir()  # empty: simply fill it
 
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-", dir=destination.parent))
-    try:
+    with staging_folder(destination) as staging:
         linked = False
         for item in planned:
             linked |= _place(item.source, staging / item.target, link)
-        (staging / PLAN_FILE).write_bytes(document)
+        write_atomic(staging / PLAN_FILE, document)
         problems = _matches(staging, planned, document)
         if problems:  # a source changed while copying: do not install a mixed split
             raise DataError(f"The copy does not match the sources ({problems[0]}); was a file changed "
                             f"during the split? Nothing was installed; run the split again.")
-        os.rename(staging, destination)
-        result.linked = linked
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            publish_folder(staging, destination)
+        except FileExistsError:
+            raise DataError(f"{destination} appeared while the split was being made (another split into the "
+                            f"same folder?). Nothing was changed; run the split again to check it.") from None
+    result.linked = linked
     return result
 
 
@@ -304,23 +304,20 @@ def example_source(settings: Settings, destination: str | Path) -> Path:
     without touching anyone's real images. Assembled in a temporary folder and renamed into place;
     an existing ``destination`` is returned as it is.
     """
-    from hello_dl.dataset import scan
-
     destination = Path(destination).expanduser()
     if destination.exists():
         return destination
     index = scan(settings)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-", dir=destination.parent))
-    try:
+    with staging_folder(destination) as staging:
         for split in (index.train, index.val):
             for path, label in zip(split.files, split.labels):
                 target = staging / index.class_info.name_of(label) / path.name
                 target.parent.mkdir(exist_ok=True)
                 shutil.copyfile(path, target)
-        os.rename(staging, destination)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            publish_folder(staging, destination)
+        except FileExistsError:  # made meanwhile by another call: that one is as good
+            pass
     return destination
 
 
