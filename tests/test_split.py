@@ -207,3 +207,16 @@ def test_a_copy_that_differs_from_its_source_is_never_installed(source, tmp_path
         split_folder(source, tmp_path / "split", settings())
     assert not (tmp_path / "split").exists() and _temporaries(tmp_path) == []
 
+
+def test_a_published_split_is_readable_like_any_new_folder(source, tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        destination = tmp_path / "split"
+        split_folder(source, destination, settings())
+    finally:
+        os.umask(umask)
+    assert destination.stat().st_mode & 0o777 == 0o755  # not the 0700 of a private temporary folder
+    assert (destination / PLAN_FILE).stat().st_mode & 0o777 == 0o644
+    assert _temporaries(tmp_path) == []

@@ -124,6 +124,10 @@ def staging_folder(destination: str | Path) -> Iterator[Path]:
     try:
         destination.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-", dir=destination.parent))
+        # mkdtemp makes the folder private (0700); once published it needs the mode any new folder gets.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)
     except OSError as exc:
         raise storage_error(exc, destination) from None
     try:
