@@ -7,7 +7,11 @@ import http.server
 import shutil
 import socket
 import stat
+import subprocess
+import sys
+import textwrap
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -70,6 +74,18 @@ class _TruncatingHandler(_QuietHandler):
         self.send_header("Content-Length", "5000000")
         self.end_headers()
         self.wfile.write(b"PK\x03\x04" + b"\x00" * 1000)
+
+
+class _StallingHandler(_QuietHandler):
+    """Announces a file, sends a few bytes, then goes silent (for at most 5 s), like a dead connection."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "5000000")
+        self.end_headers()
+        self.wfile.write(b"PK\x03\x04")
+        self.wfile.flush()
+        time.sleep(5)
 
 
 @pytest.fixture
@@ -263,3 +279,50 @@ def test_no_network_gives_exact_manual_instructions(tmp_path):
     assert f"hello-dl fetch --source /path/to/{TOP}.zip" in message
     assert "HELLO_DL_DATA_SOURCE" in message and str(data_dir) in message
     assert not data_dir.exists()
+
+
+def test_a_stalled_server_times_out_instead_of_hanging(tmp_path, http_server):
+    base = http_server(tmp_path, handler=_StallingHandler)
+    target = tmp_path / "archive.zip"
+    started = time.monotonic()
+    with pytest.raises(OfflineError, match="timed out"):
+        fetch.download(f"{base}/{TOP}.zip", target, progress=False, timeout=0.5)
+    assert time.monotonic() - started < 4 and not target.exists()
+
+
+def test_a_full_disk_is_not_reported_as_a_network_problem(dataset_zip, tmp_path, http_server):
+    """The download runs in a child process whose file size limit (RLIMIT_FSIZE) makes writes fail mid-way."""
+    url = f"{http_server(dataset_zip.parent)}/{dataset_zip.name}"
+    target = tmp_path / "archive.zip"
+    child = textwrap.dedent(f"""
+        import resource, signal, sys
+        from pathlib import Path
+        from hello_dl import fetch
+        from hello_dl.errors import HelloDLError, OfflineError
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write beyond the limit then fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+        try:
+            fetch.download({url!r}, Path({str(target)!r}), progress=False)
+        except OfflineError as exc:
+            sys.exit(f"reported as a network problem: {{exc}}")
+        except HelloDLError as exc:
+            print(type(exc).__name__, exc)
+    """)
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("StorageError") and str(target) in done.stdout
+    assert not target.exists()
+
+
+def test_a_fetch_that_finds_the_folder_made_meanwhile_keeps_it(shared_dataset, tmp_path, monkeypatch):
+    """Two fetches at once (e.g. two notebooks): the second to finish keeps the first one's verified folder."""
+    data_dir = tmp_path / "data" / "open_i"
+    real_publish = fetch.publish_folder
+
+    def publish_after_the_other(ready, destination):
+        shutil.copytree(ready, destination)  # the other fetch finished first
+        return real_publish(ready, destination)
+
+    monkeypatch.setattr(fetch, "publish_folder", publish_after_the_other)
+    assert fetch.fetch_data(settings_for(shared_dataset, data_dir)) == data_dir
+    assert fetch.verify_dataset(data_dir) == [] and leftovers(data_dir.parent) == []

@@ -19,19 +19,17 @@ a symbolic link is refused before anything is written ("zip-slip").
 
 from __future__ import annotations
 
-import hashlib
 import http.client
-import os
 import shutil
 import stat
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
 
 from hello_dl.errors import ChecksumError, DataError, OfflineError
-from hello_dl.images import is_image_file, is_junk
+from hello_dl.filetypes import file_hash, is_image_file, is_junk
+from hello_dl.runs import publish_folder, staging_folder, storage_error
 from hello_dl.settings import DEFAULT_DATA_URL, Settings, project_root
 
 ARCHIVE_NAME = "Open_I_abd_vs_CXRs.zip"
@@ -51,6 +49,9 @@ OPTIONAL_TEST_IMAGES_MD5 = {
 MAX_EXTRACTED_BYTES = 2 * 1024 ** 3
 DOWNLOAD_TIMEOUT_SECONDS = 30
 _CHUNK = 1 << 16
+#: What a broken connection raises during a download (URLError, timeouts, resets and SSL errors are all
+#: OSErrors; the target file's own errors are turned into StorageError before they get that far).
+_NETWORK_ERRORS = (http.client.HTTPException, OSError)
 
 
 # --- the manifest --------------------------------------------------------------------------------
@@ -79,14 +80,6 @@ def read_manifest(path: str | Path | None = None) -> dict[str, str]:
     return entries
 
 
-def _digest(path: Path, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        while block := handle.read(_CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify_dataset(folder: str | Path, manifest: dict[str, str] | None = None) -> list[str]:
     """Check ``folder`` against the manifest; return the problems (an empty list means verified).
 
@@ -101,7 +94,7 @@ def verify_dataset(folder: str | Path, manifest: dict[str, str] | None = None) -
         path = folder / relative
         if not path.is_file():
             problems.append(f"missing: {relative}")
-        elif _digest(path, "sha256") != expected:
+        elif file_hash(path, "sha256") != expected:
             problems.append(f"content differs from the manifest: {relative}")
     for split in {name.split("/", 1)[0] for name in manifest}:
         if not (folder / split).is_dir():
@@ -111,7 +104,7 @@ def verify_dataset(folder: str | Path, manifest: dict[str, str] | None = None) -
             if relative in manifest or not path.is_file() or is_junk(path.relative_to(folder)):
                 continue
             if relative in OPTIONAL_TEST_IMAGES_MD5:
-                if _digest(path, "md5") != OPTIONAL_TEST_IMAGES_MD5[relative]:
+                if file_hash(path, "md5") != OPTIONAL_TEST_IMAGES_MD5[relative]:
                     problems.append(f"content differs from the original archive: {relative}")
             elif is_image_file(path):
                 problems.append(f"not in the manifest: {relative}")
@@ -149,35 +142,51 @@ def offline_help(data_dir: Path, url: str = DEFAULT_DATA_URL) -> str:
 
 
 def download(url: str, target: Path, *, progress: bool = True, timeout: float = DOWNLOAD_TIMEOUT_SECONDS) -> Path:
-    """Download ``url`` to ``target`` (via ``target``.partial) with a progress bar.
+    """Stream ``url`` into the new file ``target`` with a progress bar; on any failure ``target`` is removed.
 
-    Raises :class:`OfflineError` if the server cannot be reached or the transfer breaks off.
+    :func:`fetch_data` downloads into its staging folder, so a download is never seen half done.
+    Raises :class:`OfflineError` if the server cannot be reached, answers with an error, stalls
+    for ``timeout`` seconds or breaks off (fewer bytes than it announced); a full disk is a
+    :class:`~hello_dl.runs.StorageError` instead.
     """
-    from tqdm import tqdm
+    # Not keras.utils.get_file: it has no timeout (a stalled server hangs the notebook) and importing Keras loads TensorFlow.
+    from tqdm import tqdm  # here: ~0.2 s to import, and most fetches find the data already there
 
-    partial = target.with_name(target.name + ".partial")
     request = urllib.request.Request(url, headers={"User-Agent": "hello-dl"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response, open(partial, "wb") as out:
+        out = open(target, "xb", buffering=0)  # unbuffered: a full disk fails in _write_all, not at close
+    except OSError as exc:
+        raise storage_error(exc, target) from None
+    try:
+        with out, urllib.request.urlopen(request, timeout=timeout) as response:
             expected = int(response.headers.get("Content-Length") or 0) or None
             received = 0
             with tqdm(total=expected, unit="B", unit_scale=True, unit_divisor=1024, disable=not progress,
                       desc=f"Downloading {target.name}") as bar:
                 while block := response.read(_CHUNK):
-                    out.write(block)
+                    _write_all(out, block, target)
                     received += len(block)
                     bar.update(len(block))
             if expected is not None and received != expected:
                 raise OfflineError(f"The download of {url} stopped after {received} of {expected} bytes.")
-        os.replace(partial, target)
         return target
-    except urllib.error.HTTPError as exc:
-        raise OfflineError(f"The server answered {exc.code} ({exc.reason}) for {url}.") from None
-    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise OfflineError(f"Could not download {url}: {reason}.") from None
-    finally:
-        partial.unlink(missing_ok=True)
+    except BaseException as exc:
+        target.unlink(missing_ok=True)
+        if isinstance(exc, urllib.error.HTTPError):
+            raise OfflineError(f"The server answered {exc.code} ({exc.reason}) for {url}.") from None
+        if isinstance(exc, _NETWORK_ERRORS):
+            raise OfflineError(f"Could not download {url}: {getattr(exc, 'reason', exc)}.") from None
+        raise
+
+
+def _write_all(out, block: bytes, target: Path) -> None:
+    """Write one downloaded block; a full disk is said as such, never as a network problem."""
+    view = memoryview(block)
+    try:
+        while view:
+            view = view[out.write(view):]
+    except OSError as exc:
+        raise storage_error(exc, target, len(view)) from None
 
 
 def _unsafe_reason(info: zipfile.ZipInfo) -> str | None:
@@ -262,6 +271,51 @@ def _copy_dataset_folder(source: Path, destination: Path, settings: Settings) ->
 
 
 # --- the whole fetch ---------------------------------------------------------------------------
+def _check_existing(data_dir: Path, manifest: dict[str, str]) -> bool:
+    """True if ``data_dir`` already holds the verified dataset; False if it is not there (or empty).
+
+    A folder that holds anything else is refused, untouched, with what to do.
+    """
+    if not data_dir.exists():
+        return False
+    if data_dir.is_dir() and not any(data_dir.iterdir()):
+        data_dir.rmdir()  # an empty folder (e.g. made by hand) is simply filled
+        return False
+    problems = verify_dataset(data_dir, manifest) if data_dir.is_dir() else ["it is a file, not a folder"]
+    if not problems:
+        return True
+    shown = "\n  ".join(problems[:10])
+    raise ChecksumError(
+        f"The data folder {data_dir} already exists but does not match the checksum list:\n  {shown}\n"
+        f"It was left untouched. Move or delete it, then run `hello-dl fetch` again "
+        f"(or set HELLO_DL_DATA_DIR to a new folder)."
+    )
+
+
+def _assemble(source: str, staging: Path, settings: Settings, data_dir: Path, progress: bool) -> Path:
+    """Download, unzip or copy ``source`` into ``staging``; return the folder holding TRAIN/ and VAL/."""
+    if is_url(source) and not source.lower().startswith("file://"):
+        archive = staging / ARCHIVE_NAME
+        try:
+            download(source, archive, progress=progress)
+        except OfflineError as exc:
+            raise OfflineError(f"{exc}\n{offline_help(data_dir, source)}") from None
+        safe_extract(archive, staging / "unpacked")
+        return find_dataset_root(staging / "unpacked", settings)
+    local = Path(urllib.request.url2pathname(source[7:]) if source.lower().startswith("file://") else source)
+    local = local.expanduser()
+    if local.is_dir():
+        _copy_dataset_folder(local, staging / "copied", settings)
+        return staging / "copied"
+    if local.is_file() and zipfile.is_zipfile(local):
+        safe_extract(local, staging / "unpacked")
+        return find_dataset_root(staging / "unpacked", settings)
+    if local.exists():
+        raise DataError(f"The data source {local} is neither a folder nor a zip archive. "
+                        f"Give the path of {ARCHIVE_NAME} or of the folder unzipped from it.")
+    raise DataError(f"The data source {local} does not exist.\n{offline_help(data_dir)}")
+
+
 def fetch_data(settings: Settings, *, progress: bool = True) -> Path:
     """Make ``settings.data_dir`` hold the verified dataset; return that folder.
 
@@ -270,53 +324,18 @@ def fetch_data(settings: Settings, *, progress: bool = True) -> Path:
     """
     data_dir = Path(settings.data_dir)
     manifest = read_manifest()
-    if data_dir.exists():
-        if data_dir.is_dir() and not any(data_dir.iterdir()):
-            data_dir.rmdir()  # an empty folder (e.g. made by hand) is simply filled
-        else:
-            problems = verify_dataset(data_dir, manifest) if data_dir.is_dir() else ["it is a file, not a folder"]
-            if not problems:
-                return data_dir
-            shown = "\n  ".join(problems[:10])
-            raise ChecksumError(
-                f"The data folder {data_dir} already exists but does not match the checksum list:\n  {shown}\n"
-                f"It was left untouched. Move or delete it, then run `hello-dl fetch` again "
-                f"(or set HELLO_DL_DATA_DIR to a new folder)."
-            )
-
-    source = str(settings.data_source).strip()
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{data_dir.name}.partial-", dir=data_dir.parent))
-    try:
-        if is_url(source) and not source.lower().startswith("file://"):
-            archive = staging / ARCHIVE_NAME
-            try:
-                download(source, archive, progress=progress)
-            except OfflineError as exc:
-                raise OfflineError(f"{exc}\n{offline_help(data_dir, source)}") from None
-            unpacked = staging / "unpacked"
-            safe_extract(archive, unpacked)
-            root = find_dataset_root(unpacked, settings)
-        else:
-            local = Path(urllib.request.url2pathname(source[7:]) if source.lower().startswith("file://") else source)
-            local = local.expanduser()
-            if local.is_dir():
-                root = staging / "copied"
-                _copy_dataset_folder(local, root, settings)
-            elif local.is_file() and zipfile.is_zipfile(local):
-                unpacked = staging / "unpacked"
-                safe_extract(local, unpacked)
-                root = find_dataset_root(unpacked, settings)
-            elif local.exists():
-                raise DataError(f"The data source {local} is neither a folder nor a zip archive. "
-                                f"Give the path of {ARCHIVE_NAME} or of the folder unzipped from it.")
-            else:
-                raise DataError(f"The data source {local} does not exist.\n{offline_help(data_dir)}")
-        _raise_if_problems(verify_dataset(root, manifest), root, source)
-        os.rename(root, data_dir)  # same parent folder, so one atomic step
+    if _check_existing(data_dir, manifest):
         return data_dir
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    source = str(settings.data_source).strip()
+    with staging_folder(data_dir) as staging:
+        root = _assemble(source, staging, settings, data_dir, progress)
+        _raise_if_problems(verify_dataset(root, manifest), root, source)
+        try:
+            return publish_folder(root, data_dir)
+        except FileExistsError:  # another fetch (e.g. a second notebook) finished first
+            if _check_existing(data_dir, manifest):
+                return data_dir
+            return publish_folder(root, data_dir)
 
 
 __all__ = [
