@@ -112,6 +112,7 @@ def test_download_through_keras_get_file_then_cache(inception_notop_h5, served, 
     assert path == keras_home / "models" / weights.WEIGHTS_FILE_NAME
     assert _md5(path) == _md5(inception_notop_h5)
     assert server.requests == ["/" + weights.WEIGHTS_FILE_NAME]
+    assert sorted(p.name for p in path.parent.iterdir()) == [weights.WEIGHTS_FILE_NAME]  # no staging left
 
     # Second time: found in the cache, no request, even with the network gone.
     monkeypatch.setattr(weights, "WEIGHTS_URL", _closed_port_url())
@@ -138,7 +139,7 @@ def test_download_with_wrong_checksum_is_refused_and_removed(served, keras_home,
     monkeypatch.setattr(weights, "WEIGHTS_URL", server.url(weights.WEIGHTS_FILE_NAME))
     with pytest.raises(WeightsError, match="damaged or incomplete"):
         weights.resolve_weights(_settings(weights="imagenet"))
-    assert not (keras_home / "models" / weights.WEIGHTS_FILE_NAME).exists()
+    assert list((keras_home / "models").iterdir()) == []  # neither the file nor a temporary folder
 
 
 def test_damaged_cache_file_offline_is_named(keras_home, monkeypatch):
@@ -150,6 +151,19 @@ def test_damaged_cache_file_offline_is_named(keras_home, monkeypatch):
         weights.resolve_weights(_settings(weights="imagenet"))
     assert str(cached) in str(caught.value)
     assert cached.read_bytes() == b"\x89HDF half a file"  # not deleted: it was there before
+    assert list(cached.parent.iterdir()) == [cached]
+
+
+def test_a_good_download_replaces_a_damaged_cached_file(inception_notop_h5, served, keras_home, monkeypatch):
+    folder, server = served
+    shutil.copyfile(inception_notop_h5, folder / weights.WEIGHTS_FILE_NAME)
+    monkeypatch.setattr(weights, "WEIGHTS_URL", server.url(weights.WEIGHTS_FILE_NAME))
+    monkeypatch.setattr(weights, "WEIGHTS_FILE_HASH", _md5(inception_notop_h5))
+    cached = keras_home / "models" / weights.WEIGHTS_FILE_NAME
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"\x89HDF half a file")
+    assert Path(weights.resolve_weights(_settings(weights="imagenet"))) == cached
+    assert _md5(cached) == _md5(inception_notop_h5) and list(cached.parent.iterdir()) == [cached]
 
 
 def test_explicit_file_path_is_checked_and_used(inception_notop_h5):

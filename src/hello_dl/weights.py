@@ -16,13 +16,12 @@ message that names it and says what to do, instead of an h5py traceback.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from hello_dl.errors import WeightsError
+from hello_dl import filetypes
+from hello_dl.runs import staging_folder
 from hello_dl.settings import Settings
 
 #: The file Keras itself downloads for ``InceptionV3(weights="imagenet", include_top=False)``.
@@ -83,7 +82,7 @@ def resolve_weights(settings: Settings, *, download: bool = True) -> str | None:
         return str(path)
 
     cached = cached_weights_path()
-    if cached.is_file() and _md5(cached) == WEIGHTS_FILE_HASH:
+    if cached.is_file() and filetypes.file_hash(cached, "md5") == WEIGHTS_FILE_HASH:
         check_weights_file(cached)
         return str(cached)
     if not download:
@@ -100,14 +99,12 @@ def download_weights(url: str | None = None, file_hash: str | None = None) -> Pa
     ``url`` and ``file_hash`` default to the module constants (read at call time, so tests can
     point them at a local server).
     """
-    import keras
+    import keras  # here, not at the top: importing Keras loads TensorFlow (~8 s)
 
     url = url or WEIGHTS_URL
     file_hash = file_hash or WEIGHTS_FILE_HASH
     target = cached_weights_path()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=target.parent))
-    try:
+    with staging_folder(target) as staging:
         try:
             downloaded = Path(keras.utils.get_file(WEIGHTS_FILE_NAME, url, cache_subdir=str(staging),
                                                    file_hash=file_hash, cache_dir=str(keras_cache_dir())))
@@ -127,9 +124,8 @@ def download_weights(url: str | None = None, file_hash: str | None = None) -> Pa
                     "HELLO_DL_WEIGHTS=none to train without pretrained weights.") from None
             raise WeightsError(_missing_message(target, reason=reason)) from None
         check_weights_file(downloaded)
+        # A rename on the same disk; unlike publish_folder it replaces the damaged cached copy, if any.
         os.replace(downloaded, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
@@ -146,7 +142,7 @@ def prefetch_weights(settings: Settings) -> Path:
 
 def check_weights_file(path: str | Path) -> None:
     """Refuse a file that is not an InceptionV3 notop weights file, with a message, not a traceback."""
-    import h5py
+    import h5py  # here: ~0.5 s to import, needed only when a weights file is checked
 
     path = Path(path)
     fix = (f"Replace it with a good copy of {WEIGHTS_FILE_NAME} (on a computer with internet run: "
@@ -195,14 +191,6 @@ def _missing_message(target: Path, *, reason: str) -> str:
         "  - Or go on without pretrained weights: set HELLO_DL_WEIGHTS=none (the network then learns "
         "from scratch, which is slower and less accurate)."
     )
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _text(value: object) -> str:
