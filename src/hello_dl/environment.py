@@ -5,20 +5,22 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from importlib import metadata
 
+from hello_dl.groups import describe_group
 from hello_dl.settings import Settings
 
 
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and the backend in one call (Keras' own helper), so reruns repeat."""
-    import keras
+    import keras  # here, not at the top: importing Keras loads TensorFlow (~8 s)
 
     keras.utils.set_random_seed(int(seed))
 
 
 def gpus() -> list[str]:
     """Names of the GPUs TensorFlow can use (empty on a laptop or in CI)."""
-    import tensorflow as tf
+    import tensorflow as tf  # here, not at the top: ~8 s to import
 
     return [d.name for d in tf.config.list_physical_devices("GPU")]
 
@@ -34,30 +36,40 @@ def device_sentence() -> str:
     return f"Running on {len(found)} GPUs: training is spread over all of them (MirroredStrategy)."
 
 
-def versions() -> dict[str, str]:
-    import keras
-    import numpy
-    import tensorflow as tf
+#: Report label → the installed distributions that provide it, first found wins (the CUDA and the CPU
+#: builds of TensorFlow are published under different names).
+REPORTED_PACKAGES = {
+    "tensorflow": ("tensorflow", "tensorflow-cpu"),
+    "keras": ("keras",),
+    "numpy": ("numpy",),
+    "pydicom": ("pydicom",),
+    "scikit-learn": ("scikit-learn",),
+    "matplotlib": ("matplotlib",),
+    "pillow": ("pillow",),
+}
 
-    out = {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(terse=True),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": numpy.__version__,
-    }
-    for name in ("pydicom", "sklearn", "matplotlib", "PIL"):
+
+def installed_version(*distributions: str) -> str:
+    """The installed version of the first of ``distributions`` found, or ``not installed``."""
+    for name in distributions:
         try:
-            module = __import__(name)
-            out[{"sklearn": "scikit-learn", "PIL": "pillow"}.get(name, name)] = getattr(module, "__version__", "?")
-        except ImportError:  # pragma: no cover - all are in requirements.txt
-            out[name] = "not installed"
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return "not installed"
+
+
+def versions() -> dict[str, str]:
+    """Python, the platform and the versions of the kit's main packages (read from their metadata,
+    so nothing, TensorFlow included, has to be imported)."""
+    out = {"python": sys.version.split()[0], "platform": platform.platform(terse=True)}
+    out.update({label: installed_version(*names) for label, names in REPORTED_PACKAGES.items()})
     return out
 
 
 def report(settings: Settings) -> str:
     """The environment report shown by ``hello-dl env`` and the first notebook."""
-    import tensorflow as tf
+    import tensorflow as tf  # here, not at the top: ~8 s to import
 
     lines = ["Environment", "-----------"]
     lines += [f"{name:<12} {value}" for name, value in versions().items()]
@@ -69,8 +81,6 @@ def report(settings: Settings) -> str:
     lines.append(f"{'seed':<12} {settings.seed}")
     lines.append(f"{'weights':<12} {settings.weights}")
     if settings.experiment_group:
-        from hello_dl.groups import describe_group
-
         lines.append(f"{'group':<12} {describe_group(settings.experiment_group)}")
     lines.append("")
     lines.append(device_sentence())
