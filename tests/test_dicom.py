@@ -315,6 +315,15 @@ def test_convert_folder_mirrors_and_never_overwrites(dicom_folder, tmp_path, unt
     assert not [p for p in out.rglob("*") if ".partial" in p.name]
 
 
+def test_convert_folder_keeps_uid_named_files_apart(tmp_path, dicom_file):
+    source = tmp_path / "pacs export"
+    for name, value in (("1.2.840.5.11", 10), ("1.2.840.5.12", 200), ("film.DCM", 90)):
+        dicom_file(source / name, np.full((80, 80), value, np.uint8), window=(128, 256))
+    written = convert_folder(source, tmp_path / "pngs")
+    assert sorted(p.name for p in written) == ["1.2.840.5.11.png", "1.2.840.5.12.png", "film.png"]
+    assert [int(np.asarray(Image.open(p))[0, 0]) for p in sorted(written)] == [10, 200, 90]
+
+
 def test_convert_folder_reports_bad_files_after_converting_the_rest(dicom_folder, tmp_path):
     (dicom_folder / "broken.dcm").write_bytes(b"\x00" * 128 + b"DICM" + b"\x00" * 10)
     out = tmp_path / "pngs"

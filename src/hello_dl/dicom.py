@@ -39,7 +39,7 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut, get_decoder
 from pydicom.uid import ComputedRadiographyImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from hello_dl.errors import DataError
-from hello_dl.filetypes import is_dicom_file, is_junk
+from hello_dl.filetypes import DICOM_SUFFIXES, is_dicom_file, is_junk
 from hello_dl.runs import write_atomic
 
 #: What to install for each family of compressed transfer syntaxes (pip package names).
@@ -274,8 +274,10 @@ def convert_folder(source: str | Path, destination: str | Path) -> list[Path]:
         except DataError as exc:
             failures.append(str(exc))
             continue
+        # Only a DICOM extension is replaced: UID names (1.2.840.5.11, 1.2.840.5.12) must stay apart.
+        name = relative.stem if relative.suffix.lower() in DICOM_SUFFIXES else relative.name
         for suffix, image in images:
-            target = destination / relative.parent / f"{relative.stem if relative.suffix else relative.name}{suffix}.png"
+            target = destination / relative.parent / f"{name}{suffix}.png"
             if target.exists():
                 continue
             try:
