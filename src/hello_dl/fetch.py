@@ -149,7 +149,7 @@ def download(url: str, target: Path, *, progress: bool = True, timeout: float = 
     for ``timeout`` seconds or breaks off (fewer bytes than it announced); a full disk is a
     :class:`~hello_dl.runs.StorageError` instead.
     """
-    # Not keras.utils.get_file: it has no timeout (a stalled server hangs the notebook) and importing Keras loads TensorFlow.
+    # Not keras.utils.get_file: it has no timeout (a stalled server hangs a notebook) and Keras loads TensorFlow.
     from tqdm import tqdm  # here: ~0.2 s to import, and most fetches find the data already there
 
     request = urllib.request.Request(url, headers={"User-Agent": "hello-dl"})

@@ -34,7 +34,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from hello_dl import dicom
 from hello_dl.errors import DataError
-from hello_dl.filetypes import is_dicom_file, is_image_file  # noqa: F401 - is_image_file: evaluate still imports it from here
+# is_image_file is not used here: it stays importable from images until evaluate takes it from filetypes.
+from hello_dl.filetypes import is_dicom_file, is_image_file  # noqa: F401
 
 #: InceptionV3 cannot take inputs smaller than this (pixels per side).
 MIN_IMAGE_SIDE = 75

@@ -19,8 +19,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hello_dl.errors import WeightsError
 from hello_dl import filetypes
+from hello_dl.errors import WeightsError
 from hello_dl.runs import staging_folder
 from hello_dl.settings import Settings
 
