@@ -72,3 +72,16 @@ def test_staging_folder_is_removed_whatever_happens_and_publish_is_all_or_nothin
         with pytest.raises(FileExistsError):
             runs.publish_folder(staging, destination)
     assert (destination / "f.txt").read_text() == "done"
+
+
+def test_staging_folder_blames_itself_only_for_failures_inside_it(tmp_path):
+    import errno
+
+    with pytest.raises(runs.StorageError, match="No space left"):
+        with runs.staging_folder(tmp_path / "out") as staging:
+            raise OSError(errno.ENOSPC, "No space left on device", str(staging / "big.bin"))
+    with pytest.raises(PermissionError) as caught:
+        with runs.staging_folder(tmp_path / "out") as staging:
+            raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "source.png"))
+    assert caught.value.filename == str(tmp_path / "source.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -133,7 +133,12 @@ def staging_folder(destination: str | Path) -> Iterator[Path]:
     try:
         yield staging
     except OSError as exc:
-        raise storage_error(exc, staging / "x") from None
+        # Only a failure to write inside the staging folder is a storage problem (full disk,
+        # permissions); anything else, such as an unreadable source file, keeps its own message.
+        written = [name for name in (exc.filename, getattr(exc, "filename2", None)) if name]
+        if any(Path(name).resolve().is_relative_to(staging.resolve()) for name in written):
+            raise storage_error(exc, Path(written[0])) from None
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
