@@ -21,11 +21,15 @@ What comes out is always a ``(height, width, 3)`` ``uint8`` array:
 
 A file that cannot be decoded (corrupt, truncated, not an image at all) raises
 :class:`~hello_dl.errors.DataError` naming the file; so does an image smaller than
-:data:`MIN_IMAGE_SIDE` pixels, the smallest input InceptionV3 accepts.
+:data:`MIN_IMAGE_SIDE` pixels, the smallest input InceptionV3 accepts, and one larger than
+Pillow's pixel limit (``PIL.Image.MAX_IMAGE_PIXELS``, about 89 million pixels), which is said to
+be too large, with the limit, rather than damaged.
 """
 
 from __future__ import annotations
 
+import math
+import re
 import warnings
 from pathlib import Path
 
@@ -91,23 +95,46 @@ def check_dimensions(width: int, height: int, path: str | Path, min_side: int = 
 def _open_pillow(path: Path) -> Image.Image:
     """Open and fully decode with Pillow, turning every decoder complaint into a DataError."""
     try:
-        with warnings.catch_warnings():
-            # Pillow warns (instead of failing) on some damaged files; treat that as damage.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with warnings.catch_warnings(record=True) as caught:
+            # Pillow only warns between its pixel limit and twice that; the kit refuses both the same way.
+            warnings.simplefilter("always", Image.DecompressionBombWarning)
             img = Image.open(path)
+            if any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught):
+                img.close()
+                raise _too_large(path, img.width, img.height)
             img.load()
+        for other in caught:  # any other warning is passed on as Pillow gave it
+            if not issubclass(other.category, Image.DecompressionBombWarning):
+                warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
         return img
     except UnidentifiedImageError:
         raise DataError(
             f"{path} is not an image Pillow can read (PNG or JPEG expected). If it is not an "
             f"image, move it out of the data folder; if it should be one, export it again."
         ) from None
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:
+        raise _too_large(path, None, None, str(exc)) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise DataError(
             f"{path} is damaged or incomplete and cannot be read ({exc}). Copy or export the file "
             f"again, or remove it from the data folder."
         ) from None
+
+
+def _too_large(path: Path, width: int | None, height: int | None, pillow_text: str = "") -> DataError:
+    """The message for an image above Pillow's pixel limit: its size, the limit, and what to do."""
+    if width and height:
+        size = f"{width}x{height} = {width * height / 1e6:.0f} million pixels"
+    else:  # above twice the limit Pillow refuses before saying the size; its message holds the count
+        counted = re.search(r"\((\d+) pixels\)", pillow_text)
+        size = f"{int(counted.group(1)) / 1e6:.0f} million pixels" if counted else "far too many pixels"
+    limit = Image.MAX_IMAGE_PIXELS or 0
+    return DataError(
+        f"{path} is too large to load: {size}, above the limit of {limit / 1e6:.0f} million pixels "
+        f"(about {math.isqrt(limit)}x{math.isqrt(limit)}; Pillow's guard against files made to exhaust memory). "
+        f"The model looks at it at a few hundred pixels anyway: save a smaller copy (for example 4096 "
+        f"pixels on the longer side) and use that, or leave the file out of the data folder."
+    )
 
 
 def _load_with_pillow(path: Path) -> np.ndarray:
