@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,19 +97,37 @@ def unit_to_uint8(values: np.ndarray) -> np.ndarray:
 
 
 # --- reading ----------------------------------------------------------------------------------------
+#: Attributes every real DICOM object has one of (an image, a report, a DICOMDIR); what random
+#: bytes after a "DICM" signature, or a text file read without one, never parse into.
+_REAL_DICOM_KEYWORDS = ("SOPClassUID", "PixelData", "Modality", "Rows", "DirectoryRecordSequence")
+
+
+def _looks_real(ds: Dataset) -> bool:
+    meta = getattr(ds, "file_meta", None)
+    return any(keyword in ds for keyword in _REAL_DICOM_KEYWORDS) or bool(
+        meta is not None and "MediaStorageSOPClassUID" in meta)
+
+
 def _read_dataset(path: Path) -> Dataset:
     try:
-        return pydicom.dcmread(path)
+        ds = pydicom.dcmread(path)
     except InvalidDicomError:
-        pass
-    except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
+        ds = None
+    except (OSError, EOFError, ValueError, KeyError, TypeError, struct.error) as exc:
         raise DataError(f"{path} is a damaged DICOM file and cannot be read ({exc}). "
                         f"Export it again from the PACS or viewer.") from None
+    if ds is not None:
+        if _looks_real(ds):
+            return ds
+        # The "DICM" signature is there, but what follows parses into nothing a DICOM file holds.
+        raise DataError(f"{path} starts like a DICOM file (it has the 'DICM' signature), but what follows "
+                        f"cannot be parsed as DICOM: the file is damaged or is not really DICOM. Export it "
+                        f"again from the PACS or viewer, or remove it from the folder.")
     # Older files have no 128-byte preamble and "DICM" signature; read them anyway, but only
     # accept the result if it holds real DICOM attributes (a text file parses to nonsense).
     try:
         ds = pydicom.dcmread(path, force=True)
-        if any(keyword in ds for keyword in ("SOPClassUID", "PixelData", "Modality", "Rows")):
+        if _looks_real(ds):
             return ds
     except Exception:  # noqa: BLE001 - anything here means "not DICOM", reported below
         pass
@@ -129,6 +148,13 @@ def _decoder_hint(transfer_syntax) -> str:
 def _pixels(ds: Dataset, path: Path) -> np.ndarray:
     """The stored pixel values, with a clear message when a decoder package is missing."""
     if "PixelData" not in ds:
+        meta = getattr(ds, "file_meta", None)
+        sop_class = ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta is not None else None)
+        if "Rows" in ds or "Image Storage" in getattr(sop_class, "name", ""):
+            # An image's file (its class or its size says so) whose pixels are missing: cut off.
+            raise DataError(f"{path} is a damaged or incomplete DICOM file: it describes an image but the image "
+                            f"data is missing (was it cut off while copying?). Export it again from the PACS "
+                            f"or viewer.")
         raise DataError(f"{path} is a DICOM file without an image (for example a report or a DICOMDIR). "
                         f"Leave it out of the image folder.")
     transfer_syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
@@ -250,14 +276,35 @@ def _png_bytes(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def convert_folder(source: str | Path, destination: str | Path) -> list[Path]:
+class Converted(list):
+    """What :func:`convert_folder` did: the PNG files it wrote (the list itself), and in ``skipped``
+    those it left alone because a file of that name was already there (a rerun skips them all)."""
+
+    def __init__(self, written: list[Path], skipped: list[Path]):
+        super().__init__(written)
+        self.skipped = list(skipped)
+
+    @property
+    def written(self) -> list[Path]:
+        return list(self)
+
+    def format(self, destination: str | Path) -> str:
+        """One line for people: how many were written, and how many skipped as already there."""
+        line = f"{len(self)} PNG file(s) were written to {destination}"
+        if self.skipped:
+            line += (f"; {len(self.skipped)} skipped because a PNG of that name was already there "
+                     f"(left as it is; delete it to convert that file again)")
+        return line + "."
+
+
+def convert_folder(source: str | Path, destination: str | Path) -> Converted:
     """Convert every DICOM file under ``source`` into an 8-bit PNG under ``destination``.
 
     Sub-folders are mirrored (``a/b/IM1.dcm`` → ``a/b/IM1.png``). Source files are only read.
-    An existing PNG is never overwritten: it is reported and left as it is. Every file that can
-    be converted is; if some cannot, a :class:`DataError` lists them all at the end.
+    An existing PNG is never overwritten: it is counted in ``skipped`` and left as it is. Every
+    file that can be converted is; if some cannot, a :class:`DataError` lists them all at the end.
     Multi-frame files give one PNG per frame (``name_frame000.png``...).
-    Returns the PNG files written by this call.
+    Returns the PNG files written by this call (a list, with ``.skipped`` and ``.format()``).
     """
     source, destination = Path(source), Path(destination)
     if not source.is_dir():
@@ -266,29 +313,36 @@ def convert_folder(source: str | Path, destination: str | Path) -> list[Path]:
         raise DataError("Write the PNG files to a different folder than the DICOM files "
                         f"(both are {source}), so the originals stay untouched.")
     written: list[Path] = []
+    skipped: list[Path] = []
     failures: list[str] = []
     for path in _dicom_candidates(source):
         relative = path.relative_to(source)
+        # Only a DICOM extension is replaced: UID names (1.2.840.5.11, 1.2.840.5.12) must stay apart.
+        name = relative.stem if relative.suffix.lower() in DICOM_SUFFIXES else relative.name
+        if (destination / relative.parent / f"{name}.png").exists():
+            skipped.append(destination / relative.parent / f"{name}.png")  # a rerun: not even decoded again
+            continue
         try:
             images = _frames_for_export(path)
         except DataError as exc:
             failures.append(str(exc))
             continue
-        # Only a DICOM extension is replaced: UID names (1.2.840.5.11, 1.2.840.5.12) must stay apart.
-        name = relative.stem if relative.suffix.lower() in DICOM_SUFFIXES else relative.name
         for suffix, image in images:
             target = destination / relative.parent / f"{name}{suffix}.png"
             if target.exists():
+                skipped.append(target)
                 continue
             try:
                 write_atomic(target, _png_bytes(image.display), exclusive=True)
             except FileExistsError:  # appeared meanwhile: the user's file stays
+                skipped.append(target)
                 continue
             written.append(target)
+    result = Converted(written, skipped)
     if failures:
-        done = f"{len(written)} PNG file(s) were written to {destination}. "
-        raise DataError(done + f"{len(failures)} file(s) could not be converted:\n  " + "\n  ".join(failures))
-    return written
+        raise DataError(result.format(destination) + f" {len(failures)} file(s) could not be converted:\n  "
+                        + "\n  ".join(failures))
+    return result
 
 
 def _frames_for_export(path: Path) -> list[tuple[str, DicomImage]]:
@@ -367,5 +421,5 @@ def image_to_dicom(image: str | Path, destination: str | Path, *, photometric: s
     return destination
 
 
-__all__ = ["DicomImage", "convert_folder", "image_to_dicom", "picture_grey", "read_dicom", "unit_range",
+__all__ = ["Converted", "DicomImage", "convert_folder", "image_to_dicom", "picture_grey", "read_dicom", "unit_range",
            "unit_to_uint8", "window_to_unit"]
