@@ -46,18 +46,27 @@ def json_text(data: Any) -> str:
     return json.dumps(data, indent=2, default=_plain) + "\n"
 
 
+def _users_folder(path: Path) -> Path:
+    """The folder to name for a write to ``path``: above any temporary staging folder (it is gone by then)."""
+    folder = Path(path).parent
+    for depth, part in enumerate(folder.parts):
+        if part.startswith(".") and ".partial-" in part:
+            return Path(*folder.parts[:depth])
+    return folder
+
+
 def storage_error(exc: OSError, path: Path, needed_bytes: int | None = None) -> HelloDLError:
     """A plain-words error for an OS failure while writing ``path`` (or the original error's text)."""
-    folder = Path(path).parent
+    folder = _users_folder(Path(path))
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         need = f" (about {needed_bytes / 1e6:.1f} MB more were needed)" if needed_bytes else ""
-        return StorageError(f"No space left on the disk that holds {folder}{need}. Free some space there, "
-                            f"or point HELLO_DL_OUTPUT_DIR at a disk with room, and run again. "
-                            f"Nothing half-written was kept.")
+        return StorageError(f"No space left on the disk that holds {folder}{need}. Free some space there, or "
+                            f"choose a folder on a disk with room, and run again. Nothing half-written was kept.")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return StorageError(f"The folder {folder} cannot be written to ({exc.strerror}). Choose a folder you "
-                            f"may write to (for example with HELLO_DL_OUTPUT_DIR or HELLO_DL_DATA_DIR), or ask "
-                            f"whoever owns {folder} to make it writable.")
+                            f"may write to (HELLO_DL_OUTPUT_DIR for runs, HELLO_DL_DATA_DIR for the data, or "
+                            f"the folder given on the command line), or ask whoever owns {folder} to make it "
+                            f"writable.")
     return StorageError(f"Could not write {path}: {exc.strerror or exc}.")
 
 
@@ -135,9 +144,11 @@ def staging_folder(destination: str | Path) -> Iterator[Path]:
     except OSError as exc:
         # Only a failure to write inside the staging folder is a storage problem (full disk,
         # permissions); anything else, such as an unreadable source file, keeps its own message.
-        written = [name for name in (exc.filename, getattr(exc, "filename2", None)) if name]
-        if any(Path(name).resolve().is_relative_to(staging.resolve()) for name in written):
-            raise storage_error(exc, Path(written[0])) from None
+        # (A copy names its source first: the name to report is the one inside the staging folder.)
+        written = [Path(name) for name in (exc.filename, getattr(exc, "filename2", None)) if name]
+        inside = [name for name in written if name.resolve().is_relative_to(staging.resolve())]
+        if inside:
+            raise storage_error(exc, inside[0]) from None
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
