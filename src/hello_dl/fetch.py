@@ -13,19 +13,34 @@ the folder renamed into place in one step. An interrupted or failed fetch theref
 leaves a half-filled data folder, and a data folder that already passes the check is reused
 as it is (running fetch twice is harmless).
 
+Several fetches into the same data folder at once (a room of notebooks started together, or
+``make run`` beside a notebook) take turns: the first holds a lock file beside the folder
+(``.<folder name>.fetch-lock``) while it works; the others wait for it, for at most
+:data:`LOCK_WAIT_SECONDS`, and then find and reuse its verified folder instead of fetching again.
+
 Archives are extracted entry by entry; an entry with an absolute path, a ``..`` component or
 a symbolic link is refused before anything is written ("zip-slip").
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import os
 import shutil
 import stat
+import sys
+import time
 import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
+from typing import Iterator
+
+try:
+    import fcntl  # POSIX file locks (Linux, macOS: every place the kit runs)
+except ImportError:  # pragma: no cover - Windows: no lock; the staged rename still keeps the folder whole
+    fcntl = None
 
 from hello_dl.errors import ChecksumError, DataError, OfflineError
 from hello_dl.filetypes import file_hash, is_image_file, is_junk
@@ -49,6 +64,9 @@ OPTIONAL_TEST_IMAGES_MD5 = {
 MAX_EXTRACTED_BYTES = 2 * 1024 ** 3
 DOWNLOAD_TIMEOUT_SECONDS = 30
 _CHUNK = 1 << 16
+#: How long a fetch waits for another fetch into the same folder to finish (a slow download).
+LOCK_WAIT_SECONDS = 15 * 60
+_LOCK_POLL_SECONDS = 0.2
 #: What a broken connection raises during a download (URLError, timeouts, resets and SSL errors are all
 #: OSErrors; the target file's own errors are turned into StorageError before they get that far).
 _NETWORK_ERRORS = (http.client.HTTPException, OSError)
@@ -164,7 +182,8 @@ def download(url: str, target: Path, *, progress: bool = True, timeout: float = 
             with tqdm(total=expected, unit="B", unit_scale=True, unit_divisor=1024, disable=not progress,
                       desc=f"Downloading {target.name}") as bar:
                 while block := response.read(_CHUNK):
-                    _write_all(out, block, target)
+                    # If the disk fills: the rest of the download, and as much again to unpack it.
+                    _write_all(out, block, target, None if expected is None else 2 * expected - received)
                     received += len(block)
                     bar.update(len(block))
             if expected is not None and received != expected:
@@ -179,14 +198,14 @@ def download(url: str, target: Path, *, progress: bool = True, timeout: float = 
         raise
 
 
-def _write_all(out, block: bytes, target: Path) -> None:
-    """Write one downloaded block; a full disk is said as such, never as a network problem."""
+def _write_all(out, block: bytes, target: Path, needed: int | None) -> None:
+    """Write one downloaded block; a full disk is said as such (with ``needed`` bytes), never as a network problem."""
     view = memoryview(block)
     try:
         while view:
             view = view[out.write(view):]
     except OSError as exc:
-        raise storage_error(exc, target, len(view)) from None
+        raise storage_error(exc, target, needed or len(view)) from None
 
 
 def _unsafe_reason(info: zipfile.ZipInfo) -> str | None:
@@ -316,29 +335,105 @@ def _assemble(source: str, staging: Path, settings: Settings, data_dir: Path, pr
     raise DataError(f"The data source {local} does not exist.\n{offline_help(data_dir)}")
 
 
+def lock_path(data_dir: str | Path) -> Path:
+    """The lock file a fetch into ``data_dir`` holds while it works (hidden, beside the folder)."""
+    data_dir = Path(data_dir)
+    return data_dir.parent / f".{data_dir.name}.fetch-lock"
+
+
+@contextlib.contextmanager
+def fetch_lock(data_dir: str | Path, *, wait_seconds: float | None = None,
+               progress: bool = True) -> Iterator[Path]:
+    """Hold the fetch lock of ``data_dir`` for the block; wait (bounded) while another fetch holds it.
+
+    The lock is an ``flock`` on the lock file, so a fetch that dies (Ctrl+C, a killed kernel)
+    releases it at once; the file is removed by whoever held the lock last. Waiting longer than
+    ``wait_seconds`` (default :data:`LOCK_WAIT_SECONDS`) raises :class:`DataError`.
+    """
+    path = lock_path(data_dir)
+    wait = LOCK_WAIT_SECONDS if wait_seconds is None else wait_seconds
+    if fcntl is None:
+        yield path
+        return
+    deadline = time.monotonic() + wait
+    told = False
+    while True:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "a+")
+        except OSError as exc:
+            raise storage_error(exc, path) from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            if time.monotonic() >= deadline:
+                raise DataError(
+                    f"Another fetch into {data_dir} ({_holder(path)}) was still running after {wait:.0f} s. "
+                    f"Let it finish (or stop it), then run `hello-dl fetch` again; if none is running, "
+                    f"delete {path}.") from None
+            if progress and not told:
+                print(f"Another fetch into {data_dir} is running ({_holder(path)}); waiting for it "
+                      f"(at most {wait / 60:.0f} min)...", file=sys.stderr)
+                told = True
+            time.sleep(_LOCK_POLL_SECONDS)
+            continue
+        # The holder before us may have removed the file after we opened it: then this lock guards
+        # nothing that others can see; start again on the file that is there now.
+        try:
+            same = os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        handle.close()
+    try:
+        with contextlib.suppress(OSError):
+            handle.truncate(0)
+            handle.write(f"pid {os.getpid()}\n")
+            handle.flush()
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # while still locked: a waiter then sees the file is gone and starts again
+        handle.close()
+
+
+def _holder(path: Path) -> str:
+    try:
+        return path.read_text().strip() or "a process"
+    except OSError:
+        return "a process"
+
+
 def fetch_data(settings: Settings, *, progress: bool = True) -> Path:
     """Make ``settings.data_dir`` hold the verified dataset; return that folder.
 
     Reuses an existing folder that passes the check. Refuses (without touching it) an existing
-    folder that does not, and says what to do.
+    folder that does not, and says what to do. Fetches into the same folder take turns (see
+    :func:`fetch_lock`): a later one waits and then reuses the first one's verified folder.
     """
     data_dir = Path(settings.data_dir)
     manifest = read_manifest()
-    if _check_existing(data_dir, manifest):
+    if _check_existing(data_dir, manifest):  # the everyday case: needs no lock, works on a read-only disk
         return data_dir
     source = str(settings.data_source).strip()
-    with staging_folder(data_dir) as staging:
-        root = _assemble(source, staging, settings, data_dir, progress)
-        _raise_if_problems(verify_dataset(root, manifest), root, source)
-        try:
-            return publish_folder(root, data_dir)
-        except FileExistsError:  # another fetch (e.g. a second notebook) finished first
-            if _check_existing(data_dir, manifest):
-                return data_dir
-            return publish_folder(root, data_dir)
+    with fetch_lock(data_dir, progress=progress):
+        if _check_existing(data_dir, manifest):  # made by the fetch we waited for
+            return data_dir
+        with staging_folder(data_dir) as staging:
+            root = _assemble(source, staging, settings, data_dir, progress)
+            _raise_if_problems(verify_dataset(root, manifest), root, source)
+            try:
+                return publish_folder(root, data_dir)
+            except FileExistsError:  # made meanwhile by a fetch that took no lock (e.g. another computer)
+                if _check_existing(data_dir, manifest):
+                    return data_dir
+                return publish_folder(root, data_dir)
 
 
 __all__ = [
-    "ARCHIVE_NAME", "OPTIONAL_TEST_IMAGES_MD5", "download", "fetch_data", "find_dataset_root", "is_url",
-    "manifest_path", "offline_help", "read_manifest", "safe_extract", "verify_dataset",
+    "ARCHIVE_NAME", "LOCK_WAIT_SECONDS", "OPTIONAL_TEST_IMAGES_MD5", "download", "fetch_data", "fetch_lock",
+    "find_dataset_root", "is_url", "lock_path", "manifest_path", "offline_help", "read_manifest", "safe_extract",
+    "verify_dataset",
 ]
