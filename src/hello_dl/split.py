@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shlex
 import shutil
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -91,12 +92,16 @@ class SplitResult:
             lines += ["  " + "  =  ".join(group) for group in self.duplicates]
         if self.skipped:
             lines.append(f"Not images, not copied ({len(self.skipped)}): " + ", ".join(self.skipped))
+        # An absolute path: a relative data_dir would be taken from the kit's folder, not from here.
+        where = Path(os.path.abspath(Path(self.destination).expanduser()))
         if list(self.settings_classes) != self.classes:
-            lines.append(f"To train on it, set data_dir={self.destination} and class_folders={','.join(self.classes)} "
+            lines.append(f"To train on it, set data_dir={where} and class_folders={','.join(self.classes)} "
                          f"(label 0 = {self.classes[0]}, label 1 = {self.classes[-1]}; reorder to swap), "
                          f"plus class_names.")
         else:
-            lines.append(f"To train on it, set data_dir={self.destination}.")
+            lines.append(f"To train on it, set data_dir={where}.")
+        lines.append(f"  For example:  export HELLO_DL_DATA_DIR={shlex.quote(str(where))}   "
+                     f"(or --set data_dir={shlex.quote(str(where))} on the hello-dl command line)")
         return "\n".join(lines)
 
 
@@ -247,7 +252,9 @@ def split_folder(source: str | Path, destination: str | Path, settings: Settings
     ``link=True`` hard-links instead of copying (saves disk space; the split files then *are*
     the source files, so never edit them in place).
     """
-    source, destination = Path(source).expanduser(), Path(destination).expanduser()
+    # Absolute from here on, so every message and the advice name the folder the caller means.
+    source = Path(os.path.abspath(Path(source).expanduser()))
+    destination = Path(os.path.abspath(Path(destination).expanduser()))
     src, dst = source.resolve(), destination.resolve()
     if dst == src or src in dst.parents or dst in src.parents:
         raise DataError(f"Choose a destination outside the source folder (and not containing it): "
