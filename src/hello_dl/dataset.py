@@ -12,6 +12,14 @@ Labels come from ``settings.class_folders`` in that order (label ``i`` = ``class
 flip the labels. Hidden files, ``.DS_Store``, ``Thumbs.db``, ``__MACOSX`` and
 ``.ipynb_checkpoints`` are ignored everywhere; any other file that is not an image is listed as
 skipped so the summary can mention it.
+
+Identical files are found by content (file sizes first, checksums only where sizes agree, so a
+scan stays quick). The same picture under two class folders is refused, naming both files: one
+of the two labels must be wrong, and training on both would teach the model nonsense. The same
+picture in two splits (a TRAIN image copied into VAL) is allowed but recorded in
+:attr:`DatasetIndex.leaks`, and the summary (and the training run) warn about it loudly: the
+model would be validated on an image it trained on. Copies within one split and class (the
+paper's own VAL has one) are only reported by the summary.
 """
 
 from __future__ import annotations
@@ -92,6 +100,12 @@ class DatasetIndex:
     val: SplitFiles
     test: SplitFiles
     skipped: list[Path] = field(default_factory=list)  # non-image files that were not used
+    #: Groups of identical files found in more than one split (relative paths, e.g. TRAIN/... = VAL/...).
+    leaks: list[list[str]] = field(default_factory=list)
+
+    def leak_warning(self) -> str | None:
+        """A plain warning when a split shares an image with another one (``None`` when none does)."""
+        return leak_warning(self.leaks)
 
     def splits(self) -> list[SplitFiles]:
         return [self.train, self.val, self.test]
@@ -210,7 +224,60 @@ def scan(settings: Settings, root: str | Path | None = None) -> DatasetIndex:
     train = _scan_labelled_split(root, settings.train_folder, info, True, skipped)
     val = _scan_labelled_split(root, settings.val_folder, info, True, skipped)
     test = _scan_labelled_split(root, settings.test_folder, info, False, skipped)
-    return DatasetIndex(root, info, train, val, test, skipped)
+    index = DatasetIndex(root, info, train, val, test, skipped)
+    index.leaks = _check_identical_files(index)
+    return index
+
+
+def identical_files(paths: list[Path]) -> list[list[Path]]:
+    """Groups (of two or more) of files with identical bytes, each sorted, in a stable order.
+
+    Files are compared by size first and checksummed only where sizes agree, so a folder of
+    thousands of images is not read in full just to find that nothing repeats.
+    """
+    by_size: dict[int, list[Path]] = defaultdict(list)
+    for path in paths:
+        by_size[path.stat().st_size].append(path)
+    groups: list[list[Path]] = []
+    for same_size in by_size.values():
+        if len(same_size) < 2:
+            continue
+        by_hash: dict[str, list[Path]] = defaultdict(list)
+        for path in same_size:
+            by_hash[file_hash(path)].append(path)
+        groups += [sorted(group) for group in by_hash.values() if len(group) > 1]
+    return sorted(groups)
+
+
+def _check_identical_files(index: DatasetIndex) -> list[list[str]]:
+    """Refuse the same image under two classes; return the groups shared between splits (leaks)."""
+    where: dict[Path, tuple[str, int | None]] = {}
+    for split in index.splits():
+        for path, label in zip(split.files, split.labels):
+            where[path] = (split.name, label)
+    groups = identical_files(list(where))
+    conflicts = [group for group in groups if len({where[p][1] for p in group if where[p][1] is not None}) > 1]
+    if conflicts:
+        shown = "\n  ".join(" and ".join(f"{p} ({index.class_info.name_of(where[p][1])})" for p in group
+                                         if where[p][1] is not None) for group in conflicts)
+        raise DataError(
+            f"The same image is in two classes ({len(conflicts)} case(s)); these files have identical content:\n"
+            f"  {shown}\nOne of the two labels must be wrong, and the model cannot learn from both. Delete or "
+            f"move the wrong copy (the kit never changes your files), then run again.")
+    return [[p.relative_to(index.root).as_posix() for p in group] for group in groups
+            if len({where[p][0] for p in group}) > 1]
+
+
+def leak_warning(leaks: list[list[str]]) -> str | None:
+    """The loud warning for images shared between splits (see :attr:`DatasetIndex.leaks`), or ``None``."""
+    if not leaks:
+        return None
+    splits = sorted({path.split("/", 1)[0] for group in leaks for path in group})
+    shown = "\n  ".join("  =  ".join(group) for group in leaks)
+    return (f"WARNING: {len(leaks)} image(s) are in more than one split ({' and '.join(splits)}); identical "
+            f"files:\n  {shown}\nThe model is then checked on pictures it has trained on, so validation "
+            f"(or test) results look better than they are. Remove the extra copies, or make the split with "
+            f"`hello-dl split`, which keeps identical files together in one split.")
 
 
 # --- the summary -------------------------------------------------------------------------------
@@ -244,6 +311,7 @@ class DatasetSummary:
     stats: dict[tuple[str, str], GroupStats]  # (role, class name) → sizes and modes
     duplicates: list[list[str]]  # groups of relative paths with identical bytes
     skipped: list[str]
+    leaks: list[list[str]] = field(default_factory=list)  # the duplicate groups that span two splits
 
     def total(self, role: str) -> int:
         return sum(self.counts[role].values())
@@ -270,6 +338,7 @@ class DatasetSummary:
             "sizes": {f"{role}/{name}": {"count": g.count, "sizes": {f"{w}x{h}": n for (w, h), n in g.sizes.items()},
                                           "modes": dict(g.modes)} for (role, name), g in self.stats.items()},
             "duplicates": self.duplicates,
+            "leaks": self.leaks,
             "skipped": self.skipped,
         }
 
@@ -299,6 +368,9 @@ class DatasetSummary:
                 lines.append(f"  {self.duplicate_kind(group)}: " + "  =  ".join(group))
         else:
             lines.append("Duplicates (identical files): none")
+        warning = leak_warning(self.leaks)
+        if warning:
+            lines += ["", warning]
         if self.skipped:
             lines += ["", f"Not images, ignored ({len(self.skipped)}): " + ", ".join(self.skipped)]
         return "\n".join(lines)
@@ -342,7 +414,8 @@ def summarize(settings: Settings, root: str | Path | None = None) -> DatasetSumm
     duplicates = sorted(sorted(paths) for paths in by_hash.values() if len(paths) > 1)
     split_names = {"train": index.train.name, "val": index.val.name, "test": index.test.name}
     return DatasetSummary(index.root, info, split_names, counts, distinct, stats, duplicates,
-                          [p.relative_to(index.root).as_posix() for p in index.skipped])
+                          [p.relative_to(index.root).as_posix() for p in index.skipped], index.leaks)
 
 
-__all__ = ["ClassInfo", "DatasetIndex", "DatasetSummary", "SPLITS", "SplitFiles", "images_under", "scan", "summarize"]
+__all__ = ["ClassInfo", "DatasetIndex", "DatasetSummary", "SPLITS", "SplitFiles", "identical_files", "images_under",
+           "leak_warning", "scan", "summarize"]
