@@ -6,7 +6,12 @@ HELLO_DL_DATA_SOURCE; the fixtures below pass it on explicitly where it is wante
 
 from __future__ import annotations
 
+import http.server
 import os
+import shutil
+import subprocess
+import threading
+import zipfile
 from pathlib import Path
 
 import matplotlib
@@ -198,3 +203,99 @@ def smoke_run(fetched_dataset, tmp_path_factory):
     runs = sorted(p for p in output_dir.iterdir() if p.is_dir())
     return SimpleNamespace(run_dir=runs[-1] if runs else None, output=buffer.getvalue(), exit_code=exit_code,
                            argv=argv, settings=settings, runs=runs)
+
+
+# --- a web server on 127.0.0.1, and archives to serve ---------------------------------------------------
+#: The top folder inside the paper's archive.
+TOP = "Open_I_abd_vs_CXRs"
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep the test output clean
+        pass
+
+
+@pytest.fixture
+def http_server(monkeypatch):
+    """Serve a folder on 127.0.0.1 (free port) from a thread; yields a function folder → base URL."""
+    for key in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    servers = []
+
+    def serve(folder: Path, handler=QuietHandler) -> str:
+        def make_handler(*args, **kwargs):
+            return handler(*args, directory=str(folder), **kwargs)
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), make_handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def build_zip(source: Path, target: Path, extra: dict[str, bytes] | None = None) -> Path:
+    """A zip shaped like the original archive: a top folder, plus macOS clutter."""
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr(f"{TOP}/", b"")
+        for path in sorted(source.rglob("*")):
+            if path.is_file() and path.relative_to(source).parts[0] in ("TRAIN", "VAL", "TEST"):
+                archive.write(path, f"{TOP}/{path.relative_to(source).as_posix()}")
+        archive.writestr(f"{TOP}/.DS_Store", b"\x00\x00\x00\x01Bud1")
+        archive.writestr(f"__MACOSX/{TOP}/TRAIN/._openI_1.png", b"\x00\x05\x16\x07")
+        for name, data in (extra or {}).items():
+            archive.writestr(name, data)
+    return target
+
+
+def unsafe_zip(path: Path, entry: str) -> Path:
+    """A "zip-slip" archive: one harmless image plus ``entry`` (a ``..`` or absolute name, or ``"link"``: a symlink)."""
+    import stat
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(f"{TOP}/TRAIN/openI_CXR/fine.png", b"harmless")
+        if entry == "link":
+            info = zipfile.ZipInfo(f"{TOP}/TRAIN/openI_CXR/link.png")
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            archive.writestr(info, "/etc/passwd")
+        else:
+            archive.writestr(zipfile.ZipInfo(entry), b"payload")
+    return path
+
+
+# --- small real file systems: full and read-only disks ---------------------------------------------------
+@pytest.fixture
+def tmpfs(tmp_path):
+    """Factory: ``tmpfs(size="2m", read_only=False, fill=None)`` mounts a small tmpfs and returns its folder.
+
+    A real file system, so a full disk really fails with ENOSPC and a read-only one with EROFS
+    (root ignores file modes, so chmod cannot make a folder read-only for CI, which runs as root).
+    ``fill(folder)`` runs before a read-only mount is made read-only. Unmounted when the test ends;
+    skipped, with the reason, where mounting is not possible (not root, no mount command).
+    """
+    mounted: list[Path] = []
+
+    def mount(size: str = "2m", *, read_only: bool = False, fill=None) -> Path:
+        if os.geteuid() != 0 or shutil.which("mount") is None:
+            pytest.skip("mounting a small tmpfs needs root and the mount command (CI runs as root)")
+        folder = tmp_path / f"mount{len(mounted)}"
+        folder.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(folder)],
+                              capture_output=True, text=True, timeout=30)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
+        mounted.append(folder)
+        if fill is not None:
+            fill(folder)
+        if read_only:
+            subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True, capture_output=True, timeout=30)
+        return folder
+
+    yield mount
+    for folder in reversed(mounted):
+        if subprocess.run(["umount", str(folder)], capture_output=True, timeout=30).returncode != 0:
+            subprocess.run(["umount", "-l", str(folder)], capture_output=True, timeout=30)  # busy: detach

@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import shutil
 import socket
-import stat
 import subprocess
 import sys
 import textwrap
-import threading
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
 
+from conftest import TOP, QuietHandler, build_zip, unsafe_zip
 from hello_dl import fetch
 from hello_dl.errors import ChecksumError, DataError, OfflineError
 from hello_dl.settings import load_settings
-
-TOP = "Open_I_abd_vs_CXRs"
 
 
 def settings_for(source, data_dir):
@@ -31,20 +26,6 @@ def settings_for(source, data_dir):
 def leftovers(folder: Path) -> list[str]:
     """Temporary build folders or partial files a fetch may have left behind."""
     return [p.name for p in folder.iterdir() if ".partial" in p.name]
-
-
-def build_zip(source: Path, target: Path, extra: dict[str, bytes] | None = None) -> Path:
-    """A zip shaped like the original archive: a top folder, plus macOS clutter."""
-    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as archive:
-        archive.writestr(f"{TOP}/", b"")
-        for path in sorted(source.rglob("*")):
-            if path.is_file() and path.relative_to(source).parts[0] in ("TRAIN", "VAL", "TEST"):
-                archive.write(path, f"{TOP}/{path.relative_to(source).as_posix()}")
-        archive.writestr(f"{TOP}/.DS_Store", b"\x00\x00\x00\x01Bud1")
-        archive.writestr(f"__MACOSX/{TOP}/TRAIN/._openI_1.png", b"\x00\x05\x16\x07")
-        for name, data in (extra or {}).items():
-            archive.writestr(name, data)
-    return target
 
 
 @pytest.fixture(scope="module")
@@ -60,12 +41,7 @@ def editable_copy(shared_dataset, tmp_path) -> Path:
     return copy
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):  # keep the test output clean
-        pass
-
-
-class _TruncatingHandler(_QuietHandler):
+class _TruncatingHandler(QuietHandler):
     """Promises more bytes than it sends, like a connection that drops mid-download."""
 
     def do_GET(self):
@@ -76,7 +52,7 @@ class _TruncatingHandler(_QuietHandler):
         self.wfile.write(b"PK\x03\x04" + b"\x00" * 1000)
 
 
-class _StallingHandler(_QuietHandler):
+class _StallingHandler(QuietHandler):
     """Announces a file, sends a few bytes, then goes silent (for at most 5 s), like a dead connection."""
 
     def do_GET(self):
@@ -86,29 +62,6 @@ class _StallingHandler(_QuietHandler):
         self.wfile.write(b"PK\x03\x04")
         self.wfile.flush()
         time.sleep(5)
-
-
-@pytest.fixture
-def http_server(monkeypatch):
-    """Serve a folder on 127.0.0.1 (free port) from a thread; yields a function folder → base URL."""
-    for key in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    servers = []
-
-    def serve(folder: Path, handler=_QuietHandler) -> str:
-        def make_handler(*args, **kwargs):
-            return handler(*args, directory=str(folder), **kwargs)
-
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), make_handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}"
-
-    yield serve
-    for server in servers:
-        server.shutdown()
-        server.server_close()
 
 
 def closed_port() -> int:
@@ -203,15 +156,7 @@ def test_fetch_from_a_zip_with_a_top_folder_and_mac_clutter(dataset_zip, tmp_pat
     ("link", "symbolic link"),
 ])
 def test_zip_slip_archives_are_refused_before_anything_is_written(tmp_path, entry, reason):
-    archive_path = tmp_path / "evil.zip"
-    with zipfile.ZipFile(archive_path, "w") as archive:
-        archive.writestr(f"{TOP}/TRAIN/openI_CXR/fine.png", b"harmless")
-        if entry == "link":
-            info = zipfile.ZipInfo(f"{TOP}/TRAIN/openI_CXR/link.png")
-            info.external_attr = (stat.S_IFLNK | 0o777) << 16
-            archive.writestr(info, "/etc/passwd")
-        else:
-            archive.writestr(zipfile.ZipInfo(entry), b"payload")
+    archive_path = unsafe_zip(tmp_path / "evil.zip", entry)
     data_dir = tmp_path / "work" / "data"
     with pytest.raises(DataError) as caught:
         fetch.fetch_data(settings_for(archive_path, data_dir))
