@@ -259,7 +259,8 @@ def _check_identical_files(index: DatasetIndex) -> list[list[str]]:
     conflicts = [group for group in groups if len({where[p][1] for p in group if where[p][1] is not None}) > 1]
     if conflicts:
         shown = "\n  ".join(" and ".join(f"{p} ({index.class_info.name_of(where[p][1])})" for p in group
-                                         if where[p][1] is not None) for group in conflicts)
+                                         if where[p][1] is not None) for group in conflicts[:10])
+        shown += "\n  ..." if len(conflicts) > 10 else ""
         raise DataError(
             f"The same image is in two classes ({len(conflicts)} case(s)); these files have identical content:\n"
             f"  {shown}\nOne of the two labels must be wrong, and the model cannot learn from both. Delete or "
