@@ -7,13 +7,23 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROFILE ?= $(or $(HELLO_DL_PROFILE),conference)
 
-.PHONY: run test lab bench venv clean-venv help
+# The oldest supported TensorFlow/Keras pair (the low end of pyproject.toml's range) lives in a
+# second virtual environment; its wheels stay in $(COMPAT_WHEELS), so the cloud test builds its
+# fresh "platform" environment from them without downloading again.
+COMPAT_VENV   := .venv-compat
+COMPAT_BIN    := $(COMPAT_VENV)/bin
+COMPAT_STAMP  := $(COMPAT_VENV)/.installed
+COMPAT_WHEELS := $(COMPAT_VENV)/wheels
+
+.PHONY: run test lab bench venv clean-venv help compat badges
 
 help:
 	@echo "make run    - set up .venv, fetch + verify data, run the whole tutorial headless (PROFILE=$(PROFILE))"
 	@echo "make test   - set up .venv and run the test suite"
 	@echo "make lab    - set up .venv and start JupyterLab on the notebooks (token protected)"
 	@echo "make bench  - set up .venv and run the benchmarks (benchmarks/run.py)"
+	@echo "make compat - the unit tests, notebook 04 and the Colab route on the OLDEST supported TensorFlow/Keras"
+	@echo "make badges - stamp the Colab/Kaggle badges and install cells (after changing the repository address)"
 
 venv: $(STAMP)
 
@@ -41,5 +51,23 @@ lab: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
+$(COMPAT_STAMP): .ci/requirements-oldest.txt pyproject.toml scripts/install_kernel.py
+	@test -x $(COMPAT_BIN)/python || $(PYTHON) -m venv $(COMPAT_VENV)
+	$(COMPAT_BIN)/python -m pip install --quiet --upgrade pip
+	$(COMPAT_BIN)/python -m pip download --quiet --dest $(COMPAT_WHEELS) -r .ci/requirements-oldest.txt
+	$(COMPAT_BIN)/python -m pip install --quiet --no-index --find-links $(COMPAT_WHEELS) -r .ci/requirements-oldest.txt
+	$(COMPAT_BIN)/python -m pip install --quiet --no-deps -e .
+	$(COMPAT_BIN)/python scripts/install_kernel.py
+	@touch $(COMPAT_STAMP)
+
+# Slow-marked tests ran already with the pinned pair (make test); here the unit tests run again,
+# plus the tests marked compat (notebook 04 headless, the Colab route from a fresh environment).
+compat: $(COMPAT_STAMP)
+	HELLO_DL_COMPAT=1 HELLO_DL_COMPAT_WHEELS=$(abspath $(COMPAT_WHEELS)) \
+	  $(COMPAT_BIN)/python -m pytest -m "compat or (not slow and not browser)" $(PYTEST_ARGS)
+
+badges: $(STAMP)
+	$(BIN)/python scripts/stamp_badges.py
+
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(COMPAT_VENV)
