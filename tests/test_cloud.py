@@ -320,3 +320,8 @@ def test_the_binder_configuration_installs_the_pinned_kit_with_data_and_weights(
     assert "pip install --no-deps" in script and "hello-dl fetch --weights" in script
     result = subprocess.run(["bash", "-n", str(post_build)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_in_a_notebook_a_refusal_shows_as_its_message_alone():
+    error = CloudSetupError("This notebook cannot run here yet: ...\nHow to fix it: ...")
+    assert error._render_traceback_() == ["CloudSetupError: This notebook cannot run here yet: ...\nHow to fix it: ..."]

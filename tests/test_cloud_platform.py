@@ -127,7 +127,9 @@ def run(notebook_path: Path, python: Path, env: dict[str, str], jupyter: Path):
 
 
 def outputs_of(cell) -> str:
-    return "".join(o.get("text", "") + "\n".join(o.get("traceback", [])) for o in cell.get("outputs", []))
+    """Everything a cell showed: printed text, rich text (e.g. Keras' model summary), error messages."""
+    return "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") + "\n".join(o.get("traceback", []))
+                   for o in cell.get("outputs", []))
 
 
 def kernel_env(**values: str) -> dict[str, str]:
@@ -184,6 +186,9 @@ def test_colab_route_from_a_fresh_platform_environment(tmp_path, served):
         for name in ("00_hello_world_and_setup", "01_data_and_split", "02_build_model"):
             path = with_install_cell(ROOT / "notebooks" / f"{name}.ipynb", content)
             executed, error = run(path, python, env, tmp_path / "jupyter")
+            keep = ROOT / "test-output" / "cloud"  # the executed notebooks, for a person to look at
+            keep.mkdir(parents=True, exist_ok=True)
+            nbformat.write(executed, keep / f"colab-played-{name}.ipynb")
             assert error is None, f"{name}: {str(error)[-3000:]}"
             printed[name] = outputs_of(install_cell_of(executed))
             printed[name + " (all)"] = "".join(outputs_of(cell) for cell in executed.cells if cell.cell_type == "code")
@@ -219,6 +224,8 @@ def test_an_unsupported_tensorflow_is_refused_plainly_in_the_notebook(tmp_path, 
     path = with_install_cell(ROOT / "notebooks" / "00_hello_world_and_setup.ipynb", tmp_path / "content")
     executed, error = run(path, python, env, tmp_path / "jupyter")
     assert error is not None and error.ename == "CloudSetupError", "the notebook must stop at the install cell"
+    (ROOT / "test-output" / "cloud").mkdir(parents=True, exist_ok=True)
+    nbformat.write(executed, ROOT / "test-output" / "cloud" / "colab-played-refusal.ipynb")
     cell = install_cell_of(executed)
     errors = [o for o in cell.outputs if o.output_type == "error"]
     shown = "\n".join(errors[0].traceback)

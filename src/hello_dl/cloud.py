@@ -78,6 +78,10 @@ def say(text: str) -> None:
 class CloudSetupError(HelloDLError):
     """The platform cannot run the kit as it is; the message says why and what to do."""
 
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows in a notebook instead of a traceback: the message alone."""
+        return [f"{type(self).__name__}: {self}"]
+
 
 # --- where are we? -------------------------------------------------------------------------------
 def detect(environ: dict[str, str] | None = None) -> str | None:
@@ -509,33 +513,17 @@ def install_cell(repository: str, version: str, notebook_number: str) -> str:
 
 
 # --- the notebook's entry point ------------------------------------------------------------------
-def _show_plainly() -> None:
-    """In a notebook, show this module's errors as their message only (they say what to do)."""
-    try:
-        from IPython import get_ipython  # noqa: PLC0415 - only inside a notebook kernel
-    except ImportError:
-        return
-    shell = get_ipython()
-    if shell is None:
-        return
-
-    def plain(shell, etype, value, tb, tb_offset=None):  # noqa: ARG001 - IPython's handler signature
-        return [f"{etype.__name__}: {value}"]
-
-    shell.set_custom_exc((CloudSetupError,), plain)
-
-
-def setup(notebook: str | None = None, *, keep_results: bool | None = None, echo=say) -> Prepared | None:
+def setup(notebook: str | None = None, *, keep_results: bool | None = None, echo=say) -> None:
     """What the install cell calls after ``pip install --no-deps`` of the kit; a no-op off Colab/Kaggle.
 
     Checks the platform's TensorFlow/Keras (a plain refusal outside the supported range),
-    installs what is missing without touching what is there, and prepares data, weights and
-    outputs. Returns what :func:`prepare` set up (``None`` off the cloud).
+    installs what is missing without touching what is there, prepares data, weights and outputs
+    (:func:`prepare`, which returns the details) and says so in a few lines. Returns nothing, so
+    the notebook cell shows only those lines.
     """
     platform = detect()
     if platform is None:
         return None
-    _show_plainly()
     started = time.monotonic()
     found = check_versions(platform=platform)
     attached_kit = find_attached(KAGGLE_INPUT).get("kit") if platform == "kaggle" else None
@@ -552,7 +540,6 @@ def setup(notebook: str | None = None, *, keep_results: bool | None = None, echo
     echo(f"Results go to {prepared.output_dir}.")
     for note in prepared.notes:
         echo(note)
-    return prepared
 
 
 def _kit_version() -> str:
@@ -564,9 +551,11 @@ def _kit_version() -> str:
 def main(argv: list[str] | None = None) -> int:
     """``python -m hello_dl.cloud [NOTEBOOK]``: the same as the install cell's setup call, in a shell."""
     args = sys.argv[1:] if argv is None else argv
+    if detect() is None:
+        print("Not on Colab or Kaggle: nothing to do (the kit is set up with `make` or Docker here).")
+        return 0
     try:
-        if setup(args[0] if args else None) is None:
-            print("Not on Colab or Kaggle: nothing to do (the kit is set up with `make` or Docker here).")
+        setup(args[0] if args else None)
     except HelloDLError as exc:
         print(exc, file=sys.stderr)
         return 1
