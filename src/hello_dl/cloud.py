@@ -323,7 +323,7 @@ def find_attached(input_root: Path, train_folder: str = "TRAIN", val_folder: str
     """What attached Kaggle datasets hold: ``data`` (a folder with TRAIN/ and VAL/, or the paper's
     zip), ``weights`` (the InceptionV3 notop file), ``kit`` (a folder with the kit's wheel) and
     ``outputs`` (results of an earlier notebook, saved as its output: ``hello-dl/outputs``)."""
-    from hello_dl.fetch import ARCHIVE_NAME  # noqa: PLC0415 - after the install step
+    from hello_dl.fetch import ARCHIVE_NAME  # local: needs the packages the install step adds
     from hello_dl.weights import WEIGHTS_FILE_NAME
 
     found: dict[str, Path] = {}
@@ -345,7 +345,7 @@ def find_attached(input_root: Path, train_folder: str = "TRAIN", val_folder: str
 
 def _install_manifest(home: Path) -> None:
     """Put the data checksum list where the kit looks for it (``<home>/data/``), from the package."""
-    from hello_dl import runs  # noqa: PLC0415 - after the install step
+    from hello_dl import runs  # local: needs the packages the install step adds
 
     target = home / "data" / MANIFEST_NAME
     if target.is_file():
@@ -369,7 +369,7 @@ def _mount_drive(echo) -> Path | None:
          "notebooks, the kit keeps results in your Google Drive (folder hello-dl/outputs): allow access in "
          "the window that opens.")
     try:
-        from google.colab import drive  # noqa: PLC0415 - exists on Colab only
+        from google.colab import drive  # exists on Colab only
 
         drive.mount(str(COLAB_DRIVE))
     except Exception as exc:  # noqa: BLE001 - any refusal or failure: fall back to the local disk
@@ -420,7 +420,7 @@ def prepare(notebook: str | None = None, *, platform: str | None = None, keep_re
         else:
             notes.append("Results stay on this notebook's computer only: the next notebook will not see them "
                          "(it then offers the catch-up run, or run this notebook's training again).")
-    from hello_dl.settings import load_settings  # noqa: PLC0415 - after the install step
+    from hello_dl.settings import load_settings  # local: needs the packages the install step adds
 
     attached = find_attached(kaggle_input or KAGGLE_INPUT) if platform == "kaggle" else {}
     if "data" in attached and "HELLO_DL_DATA_SOURCE" not in env:
@@ -436,8 +436,8 @@ def prepare(notebook: str | None = None, *, platform: str | None = None, keep_re
         if copied:
             notes.append(f"Earlier results copied from {attached['outputs']}: {', '.join(copied)}.")
     if fetch:
-        from hello_dl import fetch as fetching  # noqa: PLC0415 - after the install step
-        from hello_dl import weights  # noqa: PLC0415
+        from hello_dl import fetch as fetching  # local: needs the packages the install step adds
+        from hello_dl import weights
 
         fetching.fetch_data(settings, progress=True)
         if weights.uses_pretrained_weights(settings):
@@ -499,14 +499,16 @@ def badge_line(repository: str, version: str, notebook: str) -> str:
 def install_cell(repository: str, version: str, notebook_number: str) -> str:
     """The notebooks' install cell. It must run before the kit can be imported on a cloud platform,
     and do nothing anywhere else; on Kaggle without internet it takes the kit's wheel from an
-    attached dataset (Kaggle's working folder is /kaggle/working, so ../input is /kaggle/input)."""
+    attached dataset (Kaggle's working folder is /kaggle/working, so ../input is /kaggle/input).
+    pip runs as a shell line rather than as ``%pip``, whose closing "you may need to restart the
+    kernel" would send participants to restart for nothing (nothing loaded is replaced)."""
     archive = release_archive(repository, version)
     return "\n".join([
         "# Google Colab and Kaggle only: installs the kit there (about a minute). Anywhere else this does nothing.",
-        "import glob, os",
+        "import glob, os, sys",
         f'KIT = os.environ.get("{KIT_SOURCE_VARIABLE}") or (sorted(glob.glob("../input/*/hello_dl-*.whl")) or ["{archive}"])[-1]',
         f'if os.environ.get("{PLATFORM_MARKERS["colab"]}") or os.environ.get("{PLATFORM_MARKERS["kaggle"]}"):',
-        '    %pip install --quiet --no-deps "{KIT}"',
+        '    !"{sys.executable}" -m pip install --quiet --no-deps --disable-pip-version-check "{KIT}"',
         "    import hello_dl.cloud",
         f'    hello_dl.cloud.setup("{notebook_number}")',
     ])
@@ -543,7 +545,7 @@ def setup(notebook: str | None = None, *, keep_results: bool | None = None, echo
 
 
 def _kit_version() -> str:
-    from hello_dl import __version__  # noqa: PLC0415
+    from hello_dl import __version__
 
     return __version__
 
