@@ -34,7 +34,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from hello_dl import cloud
-from test_fetch import build_zip, http_server  # noqa: F401 - http_server is a fixture
+from conftest import build_zip
 
 ROOT = Path(__file__).resolve().parents[1]
 OLDEST = ROOT / ".ci" / "requirements-oldest.txt"
@@ -163,7 +163,7 @@ def test_the_training_notebook_runs_headless_on_this_stack(shared_dataset, tmp_p
 
 # --- Colab, played ---------------------------------------------------------------------------------
 @pytest.fixture
-def served(tmp_path, shared_dataset, http_server):  # noqa: F811 - the imported fixture
+def served(tmp_path, shared_dataset, http_server):
     """The kit's wheel and the data archive on a web server at 127.0.0.1."""
     folder = tmp_path / "served"
     wheel = kit_wheel(folder)
