@@ -5,7 +5,7 @@ import json
 import pytest
 
 from hello_dl import groups
-from hello_dl.settings import PROFILES, SettingsError, load_settings, settings_from_json
+from hello_dl.settings import MIN_IMAGE_SIDE, PROFILES, SettingsError, load_settings, settings_from_json
 
 
 def test_paper_defaults_are_the_papers_values():
@@ -44,7 +44,7 @@ def test_printing_settings_shows_where_values_came_from():
 
 @pytest.mark.parametrize("env, message", [
     ({"HELLO_DL_IMAGE_SIZE": "big"}, "image_size"),
-    ({"HELLO_DL_IMAGE_SIZE": "40"}, "at least 75"),
+    ({"HELLO_DL_IMAGE_SIZE": str(MIN_IMAGE_SIDE - 1)}, f"at least {MIN_IMAGE_SIDE}"),
     ({"HELLO_DL_PROFILE": "fast"}, "Unknown profile"),
     ({"HELLO_DL_DROPOUT": "1.5"}, "dropout"),
 ])
@@ -109,3 +109,28 @@ def test_replace_can_change_profile_and_keeps_explicit_knobs():
     assert paper.image_size == 80 and paper.seed == 9
     same = s.replace(batch_size=3)
     assert same.profile == "smoke" and same.batch_size == 3 and same.image_size == 80
+
+
+def test_replacing_the_group_reapplies_its_knobs_and_names_it_as_their_source():
+    s = load_settings("conference", environ={}, experiment_group="1A")
+    assert (s.augment, s.dropout, s.sources["augment"]) == (True, 0.5, "group:1A")
+    switched = s.replace(experiment_group="2B")
+    assert switched.experiment_group == "2B" and switched.augment is False and switched.dropout == 0.0
+    assert switched.sources["augment"] == switched.sources["dropout"] == "group:2B"
+    assert switched.sources["experiment_group"] == "argument"
+    back = switched.replace(experiment_group="1b")
+    assert (back.augment, back.dropout, back.sources["dropout"]) == (True, 0.0, "group:1B")
+    # A participant number deals the group as load_settings does.
+    seat = s.replace(experiment_group="", participant="4")
+    assert seat.experiment_group == "2B" and seat.sources["augment"] == "group:2B"
+
+
+def test_replacing_the_group_keeps_knobs_set_on_purpose():
+    s = load_settings("conference", environ={"HELLO_DL_AUGMENT": "yes", "HELLO_DL_SEED": "9"}, dropout=0.25,
+                      experiment_group="1A", image_size=150)
+    switched = s.replace(experiment_group="2B")
+    assert switched.augment is True and switched.sources["augment"] == "env:HELLO_DL_AUGMENT"
+    assert switched.dropout == 0.25 and switched.sources["dropout"] == "argument"
+    assert (switched.seed, switched.image_size, switched.profile) == (9, 150, "conference")
+    assert switched.sources["seed"] == "env:HELLO_DL_SEED"
+    assert switched.finetune_epochs == PROFILES["conference"]["finetune_epochs"]

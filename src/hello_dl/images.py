@@ -40,9 +40,7 @@ from hello_dl import dicom
 from hello_dl.errors import DataError
 # is_image_file is not used here: it stays importable from images until evaluate takes it from filetypes.
 from hello_dl.filetypes import is_dicom_file, is_image_file  # noqa: F401
-
-#: InceptionV3 cannot take inputs smaller than this (pixels per side).
-MIN_IMAGE_SIDE = 75
+from hello_dl.settings import MIN_IMAGE_SIDE
 
 
 # --- loading -----------------------------------------------------------------------------------

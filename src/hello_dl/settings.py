@@ -20,9 +20,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from hello_dl import groups
 from hello_dl.errors import HelloDLError
 
 ENV_PREFIX = "HELLO_DL_"
+
+#: InceptionV3 cannot take inputs smaller than this (pixels per side): the smallest image_size,
+#: and the smallest image the loader accepts.
+MIN_IMAGE_SIDE = 75
 
 #: Where a real user downloads the dataset: the archive in the paper's own repository.
 DEFAULT_DATA_URL = (
@@ -169,14 +174,21 @@ class Settings:
     def replace(self, **changes: Any) -> "Settings":
         """A copy with some knobs changed (marked as set by argument).
 
-        Changing ``profile`` rebuilds from that profile's values, keeping every knob that was
-        set explicitly (environment or argument) rather than by the old profile or group.
+        Changing ``profile``, ``experiment_group`` or ``participant`` rebuilds the settings from the
+        profile and the (new) group, so the group's knobs (augment, dropout) follow it; every knob
+        that was set explicitly (environment or argument) is kept, and still wins over the group.
         """
-        if changes.get("profile") is not None and changes["profile"] != self.profile:
+        changes = {name: value for name, value in changes.items() if value is not None}
+        regroup = ("profile", "experiment_group", "participant")
+        if any(name in changes and changes[name] != getattr(self, name) for name in regroup):
             kept = {name: value for name, value in self.knobs().items()
-                    if name != "profile" and self.sources.get(name, "default").startswith(("env:", "argument"))}
-            kept.update({k: v for k, v in changes.items() if k != "profile"})
-            return load_settings(changes["profile"], environ={}, **kept)
+                    if name != "profile" and _explicit(self.sources.get(name, "default"))}
+            kept.update({name: value for name, value in changes.items() if name != "profile"})
+            rebuilt = load_settings(changes.get("profile", self.profile), environ={}, **kept)
+            for name in kept:
+                if name not in changes:  # keep "env:HELLO_DL_SEED" rather than "argument"
+                    rebuilt.sources[name] = self.sources[name]
+            return rebuilt
         return load_settings(base=self, **{k: v for k, v in changes.items() if k != "profile"})
 
     def __str__(self) -> str:
@@ -186,6 +198,11 @@ class Settings:
         lines = [f"{'setting':<{width_name}}  {'value':<{width_value}}  from", "-" * (width_name + width_value + 12)]
         lines += [f"{n:<{width_name}}  {v:<{width_value}}  {s}" for n, v, s in rows]
         return "\n".join(lines)
+
+
+def _explicit(source: str) -> bool:
+    """Was a value set on purpose (environment, argument, or a saved run's), not by a default, profile or group?"""
+    return source.startswith(("env:", "argument", "run:"))
 
 
 def _show(value: Any) -> str:
@@ -244,8 +261,6 @@ def load_settings(profile: str | None = None, *, base: Settings | None = None,
     ``profile`` (or ``HELLO_DL_PROFILE``) picks the recipe; every other keyword overrides one
     knob. With ``base``, start from an existing settings object and apply only ``overrides``.
     """
-    from hello_dl import groups  # local import: groups depends on nothing but this module
-
     env = dict(os.environ if environ is None else environ)
     unknown = sorted(set(overrides) - set(setting_names()))
     if unknown:
@@ -326,8 +341,9 @@ def _finish(values: dict[str, Any], sources: dict[str, str]) -> Settings:
 
 def _validate(s: Settings) -> None:
     problems = []
-    if s.image_size < 75:
-        problems.append(f"image_size is {s.image_size}, but InceptionV3 needs at least 75 pixels per side.")
+    if s.image_size < MIN_IMAGE_SIDE:
+        problems.append(f"image_size is {s.image_size}, but InceptionV3 needs at least {MIN_IMAGE_SIDE} pixels "
+                        "per side.")
     if s.batch_size < 1:
         problems.append("batch_size must be at least 1.")
     if len(s.class_folders) != 2 or len(s.class_names) != 2:
@@ -354,6 +370,6 @@ def settings_from_json(path: str | Path) -> Settings:
 
 
 __all__ = [
-    "DEFAULT_DATA_URL", "DEFAULT_PROFILE", "ENV_PREFIX", "PROFILES", "Settings", "SettingsError",
+    "DEFAULT_DATA_URL", "DEFAULT_PROFILE", "ENV_PREFIX", "MIN_IMAGE_SIDE", "PROFILES", "Settings", "SettingsError",
     "load_settings", "project_root", "setting_names", "settings_from_json",
 ]
