@@ -1,6 +1,8 @@
 """The measurements. Each function runs in its own fresh Python process (see ``run.py``), takes a
 plain dict of parameters and returns a plain dict of numbers, so memory and graph caches never
-leak from one measurement into the next.
+leak from one measurement into the next. Each function imports what it measures (TensorFlow, the
+kit, the paper's recipe) inside itself, on purpose: loading TensorFlow takes seconds and hundreds of
+MB, and a measurement must not carry the cost of another's imports.
 
 The kit is measured only through its public functions (``hello_dl.pipeline.build_datasets``,
 ``hello_dl.train.train``, ``hello_dl.evaluate``, ``hello_dl.explain``, ``hello_dl.model``); the
@@ -173,23 +175,10 @@ def _test_files(data_dir: Path) -> list[Path]:
 
 
 def _timed_train(settings, timer: EpochTimer):
-    """``hello_dl.train.train(settings)`` with ``timer`` added to each phase's Keras callbacks.
-
-    ``train`` takes no extra callbacks, so its public ``callbacks_for_phase`` is wrapped for the
-    duration of the call (only inside this benchmark process); everything else is the kit's own code.
-    """
+    """``hello_dl.train.train(settings)`` with ``timer`` as an extra Keras callback in both phases."""
     from hello_dl import train as kit_train
 
-    original = kit_train.callbacks_for_phase
-
-    def with_timer(*args, **kwargs):
-        return [timer, *original(*args, **kwargs)]
-
-    kit_train.callbacks_for_phase = with_timer
-    try:
-        return kit_train.train(settings, verbose=0)
-    finally:
-        kit_train.callbacks_for_phase = original
+    return kit_train.train(settings, verbose=0, callbacks=[timer])
 
 
 def _apply_switches(switches: dict) -> None:
@@ -228,10 +217,10 @@ def _kit_stages(settings, params: dict) -> dict:
         result = _timed_train(settings, timer)
     seconds["train"], memory["train"] = clock.seconds, peak_rss_mb()
     if "evaluate" in stages:
-        from hello_dl import evaluate
+        from hello_dl import evaluate, runs
 
         with Stopwatch() as clock:
-            evaluate.evaluate_run(result.run_dir, settings)
+            evaluate.evaluate_run(runs.open_run(result.run_dir, settings))
         seconds["evaluate"], memory["evaluate"] = clock.seconds, peak_rss_mb()
     if "explain" in stages:
         with Stopwatch() as clock:
@@ -258,7 +247,7 @@ def _explain(result, settings) -> None:
 
     data_dir = Path(settings.data_dir)
     folders = [data_dir / settings.val_folder, data_dir / settings.test_folder]
-    explain.grad_cam_files([f for f in folders if f.is_dir()], settings, result.run_dir, model=result.model)
+    explain.grad_cam_files([f for f in folders if f.is_dir()], result.run)
     explain.tsne_features(result.model, settings)
     explain.shortcut_check(settings, cnn_accuracy=result.metrics.get("val_accuracy"))
 

@@ -6,8 +6,9 @@
     python scripts/prefetch.py --skip-weights           # data only
     python scripts/prefetch.py --skip-data              # weights only
 
-The Docker image runs this while it is built. Data go to ``HELLO_DL_DATA_DIR`` (default
-``data/open_i_abd_vs_cxr``); the weights go to the Keras cache (``~/.keras/models`` or
+A thin name for `hello-dl fetch --weights` (this script only translates its options; any other
+option, such as --set, goes to `hello-dl fetch` as it is). Data go to ``HELLO_DL_DATA_DIR``
+(default ``data/open_i_abd_vs_cxr``); the weights go to the Keras cache (``~/.keras/models`` or
 ``$KERAS_HOME/models``), where InceptionV3 looks for them.
 """
 
@@ -17,37 +18,32 @@ import argparse
 import sys
 from typing import Sequence
 
+from hello_dl.cli import main as hello_dl
 
-def build_parser() -> argparse.ArgumentParser:
+
+def fetch_arguments(argv: Sequence[str]) -> list[str] | None:
+    """This script's options as `hello-dl fetch` arguments (``None``: both parts skipped, nothing to do)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-source", help="URL, local folder or .zip of the images "
-                        "(default: HELLO_DL_DATA_SOURCE or the paper's archive)")
-    parser.add_argument("--data-dir", help="where the verified images go (default: HELLO_DL_DATA_DIR)")
-    parser.add_argument("--profile", help="settings profile (paper | conference | smoke)")
+    parser.add_argument("--data-source", help="URL, local folder or .zip of the images (hello-dl fetch --source)")
     parser.add_argument("--skip-data", action="store_true", help="do not fetch the images")
     parser.add_argument("--skip-weights", action="store_true", help="do not fetch the ImageNet weights")
-    return parser
+    args, rest = parser.parse_known_args(argv)
+    if args.skip_data and args.skip_weights:
+        return None
+    parts = ["fetch", *rest]
+    if args.data_source:
+        parts += ["--source", args.data_source]
+    if not args.skip_weights:
+        parts.append("--weights-only" if args.skip_data else "--weights")
+    return parts
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from hello_dl.errors import HelloDLError
-    from hello_dl.settings import load_settings
-
-    args = build_parser().parse_args(argv)
-    try:
-        settings = load_settings(args.profile, data_source=args.data_source, data_dir=args.data_dir)
-        if not args.skip_data:
-            from hello_dl import fetch
-
-            print(f"Data ready and verified in {fetch.fetch_data(settings)}")
-        if not args.skip_weights:
-            from hello_dl import weights
-
-            print(f"Pretrained weights ready: {weights.prefetch_weights(settings)}")
-    except HelloDLError as exc:
-        print(f"prefetch: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    arguments = fetch_arguments(sys.argv[1:] if argv is None else argv)
+    if arguments is None:
+        print("prefetch: --skip-data and --skip-weights together leave nothing to fetch.")
+        return 0
+    return hello_dl(arguments)
 
 
 if __name__ == "__main__":

@@ -9,95 +9,97 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hello_dl import evaluate
+from hello_dl import evaluate, runs
 from hello_dl.errors import DataError
 
 pytestmark = pytest.mark.slow  # every test here uses the shared trained run
 
 
 @pytest.fixture(scope="module")
-def best_model(smoke_run):
-    return evaluate.load_run_model(smoke_run.run_dir)
+def run(smoke_run):
+    return runs.open_run(smoke_run.run_dir, smoke_run.settings)
 
 
-def test_predict_one_file_a_list_and_a_folder(smoke_run, fetched_dataset, best_model):
+@pytest.fixture(scope="module")
+def best_model(run):
+    return run.model
+
+
+def test_predict_one_file_a_list_and_a_folder(smoke_run, fetched_dataset, run):
     settings = smoke_run.settings
     test_folder = fetched_dataset / "TEST"
-    one = evaluate.predict_paths([test_folder / "abd2.png"], settings, smoke_run.run_dir, model=best_model)
+    one = evaluate.predict_paths([test_folder / "abd2.png"], run)
     assert len(one) == 1
-    folder = evaluate.predict_paths([test_folder], settings, smoke_run.run_dir, model=best_model)
+    folder = evaluate.predict_paths([test_folder], run)
     assert sorted(p.file.name for p in folder) == ["abd2.png", "chest2.png"]
-    both = evaluate.predict_paths([test_folder / "chest2.png", test_folder / "abd2.png"], settings,
-                                  smoke_run.run_dir, model=best_model)
+    both = evaluate.predict_paths([test_folder / "chest2.png", test_folder / "abd2.png"], run)
     assert [p.file.name for p in both] == ["chest2.png", "abd2.png"]  # the order given
     for prediction in folder + both:
         assert 0.0 <= prediction.probability <= 1.0
         assert prediction.predicted_class == int(prediction.probability >= settings.threshold)
         assert prediction.display_name == settings.class_names[prediction.predicted_class]
+        assert prediction.image.shape == (75, 75, 3) and prediction.image.dtype == np.uint8  # what the model saw
+        assert str(prediction) == f"{prediction.file}\t{prediction.probability:.4f}\t{prediction.display_name}"
     by_name = {p.file.name: p.probability for p in folder}
     # One image alone or in a batch of two: oneDNN sums in another order, so allow float32 rounding.
     assert by_name["abd2.png"] == pytest.approx(one[0].probability, abs=1e-5)
 
 
-def test_predictions_equal_the_validation_scores(smoke_run, fetched_dataset, best_model):
-    """Inference on a file and validation use the same loading and scaling, so the numbers agree."""
-    saved = json.loads((smoke_run.run_dir / "evaluation.json").read_text())
+def test_predictions_equal_the_validation_scores(smoke_run, fetched_dataset, run):
+    """Inference on a file and validation use the same loading, so the numbers agree."""
+    saved = json.loads((smoke_run.run_dir / runs.EVALUATION).read_text())
     files = [p["file"] for p in saved["predictions"]]
-    predictions = evaluate.predict_paths(files, smoke_run.settings, smoke_run.run_dir, model=best_model)
+    predictions = evaluate.predict_paths(files, run)
     assert np.allclose([p.probability for p in predictions], [p["probability"] for p in saved["predictions"]],
                        atol=1e-5)
 
 
-def test_jpeg_and_dicom_inputs(smoke_run, fetched_dataset, best_model, tmp_path):
+def test_jpeg_and_dicom_inputs(smoke_run, fetched_dataset, run, tmp_path):
     from hello_dl import dicom
 
     source = fetched_dataset / "TEST" / "chest2.png"
     jpeg = tmp_path / "chest2.jpg"
     Image.open(source).convert("RGB").save(jpeg, quality=95)
     dcm = dicom.image_to_dicom(source, tmp_path / "chest2.dcm")
-    predictions = evaluate.predict_paths([source, jpeg, dcm], smoke_run.settings, smoke_run.run_dir,
-                                         model=best_model)
+    predictions = evaluate.predict_paths([source, jpeg, dcm], run)
     png, from_jpeg, from_dicom = (p.probability for p in predictions)
     assert [p.file.suffix for p in predictions] == [".png", ".jpg", ".dcm"]
     # Same picture, three containers: nearly the same answer (JPEG is lossy, DICOM 12-bit).
     assert abs(png - from_jpeg) < 0.15 and abs(png - from_dicom) < 0.15
 
 
-def test_latest_run_is_the_default(smoke_run, tmp_path):
-    settings = smoke_run.settings
-    assert evaluate.latest_run(settings) == smoke_run.run_dir
-    predictions = evaluate.predict_paths([settings.data_dir / "TEST" / "abd2.png"], settings)
-    assert len(predictions) == 1 and predictions[0].display_name in settings.class_names
-    empty = settings.replace(output_dir=str(tmp_path / "no_runs"))
-    with pytest.raises(DataError, match="No trained model"):
-        evaluate.latest_run(empty)
+def test_a_run_is_read_with_its_own_settings(smoke_run, tmp_path):
+    caller = smoke_run.settings.replace(image_size=150, threshold=0.3)  # what a notebook might have
+    run = runs.latest(caller)
+    assert run.folder == smoke_run.run_dir
+    assert run.settings.image_size == 75 and run.settings.threshold == 0.3
+    predictions = evaluate.predict_paths([caller.data_dir / "TEST" / "abd2.png"], run)
+    assert len(predictions) == 1 and predictions[0].display_name in caller.class_names
 
 
 def test_bad_paths_are_named(smoke_run, tmp_path, best_model):
     settings = smoke_run.settings
     with pytest.raises(DataError, match="does not exist"):
-        evaluate.predict_paths([tmp_path / "missing.png"], settings, model=best_model)
+        evaluate.predict_files(best_model, [tmp_path / "missing.png"], settings)
     (tmp_path / "notes.txt").write_text("not an image")
     with pytest.raises(DataError, match="notes.txt"):
-        evaluate.predict_paths([tmp_path / "notes.txt"], settings, model=best_model)
+        evaluate.predict_files(best_model, [tmp_path / "notes.txt"], settings)
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no PNG, JPEG or DICOM"):
-        evaluate.predict_paths([tmp_path / "empty"], settings, model=best_model)
-    with pytest.raises(DataError, match="not a finished run folder"):
-        evaluate.load_run_model(tmp_path)
+        evaluate.predict_files(best_model, [tmp_path / "empty"], settings)
     wrong_size = settings.replace(image_size=99)
     with pytest.raises(DataError, match="75x75"):
-        evaluate.predict_paths([settings.data_dir / "TEST" / "abd2.png"], wrong_size, model=best_model)
+        evaluate.predict_files(best_model, [settings.data_dir / "TEST" / "abd2.png"], wrong_size)
 
 
 def test_threshold_setting_decides_the_class(smoke_run, best_model):
     settings = smoke_run.settings
     file = settings.data_dir / "TEST" / "abd2.png"
-    probability = evaluate.predict_paths([file], settings, model=best_model)[0].probability
+    probability = evaluate.predict_files(best_model, [file], settings)[0].probability
     below = settings.replace(threshold=min(0.999, probability + 1e-3))
     above = settings.replace(threshold=max(0.001, probability - 1e-3))
-    assert evaluate.predict_paths([file], below, model=best_model)[0].display_name == settings.class_names[0]
-    assert evaluate.predict_paths([file], above, model=best_model)[0].display_name == settings.class_names[1]
+    assert evaluate.predict_files(best_model, [file], below)[0].display_name == settings.class_names[0]
+    assert evaluate.predict_files(best_model, [file], above)[0].display_name == settings.class_names[1]
 
 
 def test_score_matches_scikit_learn_by_hand(smoke_run):
@@ -117,9 +119,9 @@ def test_score_matches_scikit_learn_by_hand(smoke_run):
 def test_evaluate_run_recomputes_numbers_and_figures(smoke_run, tmp_path):
     run_copy = tmp_path / smoke_run.run_dir.name
     shutil.copytree(smoke_run.run_dir, run_copy)
-    shutil.rmtree(run_copy / "figures")
-    (run_copy / "evaluation.json").unlink()
-    summary = evaluate.evaluate_run(run_copy, smoke_run.settings)
+    shutil.rmtree(run_copy / runs.FIGURES)
+    (run_copy / runs.EVALUATION).unlink()
+    summary = evaluate.evaluate_run(runs.open_run(run_copy, smoke_run.settings))
     metrics = json.loads((smoke_run.run_dir / "metrics.json").read_text())
     assert summary["accuracy"] == pytest.approx(metrics["val_accuracy"], abs=1e-4)
     assert summary["auc"] == pytest.approx(metrics["val_auc"], abs=1e-4)

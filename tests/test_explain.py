@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hello_dl import explain
+from hello_dl import explain, runs
 from hello_dl import model as model_lib
 from hello_dl.settings import load_settings
 
@@ -19,7 +19,8 @@ def model_150():
 
 
 def _image(seed: int, size: int = 150) -> np.ndarray:
-    return np.random.default_rng(seed).uniform(-1, 1, (size, size, 3)).astype("float32")
+    """Plain 0-255 pixels, as the model takes them."""
+    return np.random.default_rng(seed).integers(0, 256, (size, size, 3)).astype("float32")
 
 
 def test_grad_cam_shape_and_normalisation(model_150):
@@ -75,15 +76,13 @@ def test_overlay_is_image_sized_and_blends():
 # --- on the shared trained run ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def trained(smoke_run):
-    from hello_dl import evaluate
-
-    return evaluate.load_run_model(smoke_run.run_dir)
+    return runs.open_run(smoke_run.run_dir, smoke_run.settings)
 
 
 @pytest.mark.slow
 def test_grad_cam_files_for_test_images(smoke_run, trained):
     settings = smoke_run.settings
-    results = explain.grad_cam_files([settings.data_dir / "TEST"], settings, model=trained)
+    results = explain.grad_cam_files([settings.data_dir / "TEST"], trained)
     assert [r.file.name for r in results] == ["abd2.png", "chest2.png"]
     for result in results:
         assert result.image.shape == (75, 75, 3) and result.overlay.shape == (75, 75, 3)
@@ -93,7 +92,7 @@ def test_grad_cam_files_for_test_images(smoke_run, trained):
 
 @pytest.mark.slow
 def test_tsne_of_train_and_val_features(smoke_run, trained):
-    result = explain.tsne_features(trained, smoke_run.settings)
+    result = explain.tsne_features(trained.model, trained.settings)
     assert result.embedding.shape == (75, 2) and np.isfinite(result.embedding).all()
     assert result.features.shape == (75, 256)
     assert list(np.bincount(result.labels)) == [38, 37]
@@ -107,11 +106,9 @@ def test_tsne_of_train_and_val_features(smoke_run, trained):
 
 
 @pytest.mark.slow
-def test_shortcut_check_on_the_shared_dataset(smoke_run):
-    import json
-
-    cnn = json.loads((smoke_run.run_dir / "metrics.json").read_text())["val_accuracy"]
-    result = explain.shortcut_check(smoke_run.settings, run_dir=smoke_run.run_dir)
+def test_shortcut_check_on_the_shared_dataset(smoke_run, trained):
+    cnn = trained.metrics["val_accuracy"]
+    result = explain.shortcut_check(trained.settings, cnn_accuracy=cnn)
     assert result.cnn_accuracy == cnn
     assert result.train_images == 65 and result.folds == 5
     assert result.accuracy >= 0.8  # size alone nearly gives the class away on this data

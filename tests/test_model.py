@@ -27,7 +27,8 @@ def _settings(**overrides):
 
 
 def _batch(seed: int = 0, count: int = 4) -> np.ndarray:
-    return np.random.default_rng(seed).uniform(-1, 1, (count, 75, 75, 3)).astype("float32")
+    """Plain RGB pixel values, as any image file gives them: the model scales them itself."""
+    return np.random.default_rng(seed).integers(0, 256, (count, 75, 75, 3)).astype("float32")
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +40,39 @@ def test_structure_follows_the_paper(scratch_model):
     import keras
 
     names = [layer.name for layer in scratch_model.layers]
-    assert names == ["image", model_lib.BASE_NAME, "average_pool", model_lib.FEATURES_LAYER, model_lib.OUTPUT_LAYER]
+    assert names == ["image", model_lib.PIXEL_SCALING_LAYER, model_lib.BASE_NAME, "average_pool",
+                     model_lib.FEATURES_LAYER, model_lib.OUTPUT_LAYER]
     assert scratch_model.input_shape == (None, 75, 75, 3)
     assert scratch_model.output_shape == (None, 1)
     features = scratch_model.get_layer(model_lib.FEATURES_LAYER)
     assert features.units == 256 and features.activation is keras.activations.relu
     assert scratch_model.get_layer(model_lib.OUTPUT_LAYER).activation is keras.activations.sigmoid
     assert model_lib.base_model(scratch_model).get_layer(model_lib.LAST_CONV_BLOCK) is not None
+
+
+def test_the_model_scales_plain_pixels_as_inceptionv3_expects_and_predicts_as_before(scratch_model, tmp_path):
+    """Before, callers scaled with preprocess_input and fed [-1, 1]; now the model does it, same numbers."""
+    import keras
+    from keras.applications.inception_v3 import preprocess_input
+
+    scaling = scratch_model.get_layer(model_lib.PIXEL_SCALING_LAYER)
+    assert isinstance(scaling, keras.layers.Rescaling)
+    pixels = np.array([[0.0, 51.0, 127.5, 255.0]], dtype="float32")
+    assert np.allclose(scaling(pixels), preprocess_input(pixels.copy()), atol=1e-6)
+    # The same layers without the scaling, fed the old way, give the same probabilities.
+    old_input = keras.Input((75, 75, 3))
+    x = old_input
+    for layer in scratch_model.layers[2:]:
+        x = layer(x, training=False)
+    old_way = keras.Model(old_input, x)
+    images = _batch(5).astype("uint8")
+    before = old_way.predict(preprocess_input(images.astype("float32")), verbose=0)
+    path = tmp_path / "model.keras"
+    scratch_model.save(path)
+    after = keras.models.load_model(path, safe_mode=True).predict(images, verbose=0)  # uint8, 0-255
+    assert np.ptp(before) > 0 and np.allclose(after, before, atol=1e-5)
+    text = model_lib.describe_input(scratch_model)
+    assert "0-255" in text and "into -1" in text and "into 0" in text and "into 1" in text
 
 
 def test_compiled_with_adam_bce_accuracy_auc(scratch_model):
@@ -172,7 +199,7 @@ MULTI_REPLICA_SCRIPT = textwrap.dedent("""
     settings = load_settings("smoke", environ={}, weights="none", image_size=75, batch_size=4)
     model = model_lib.build_model(settings, distribution=strategy)
     model_lib.freeze_base(model)  # only the head's gradients: the step stays quick
-    images = np.random.default_rng(0).uniform(-1, 1, (8, 75, 75, 3)).astype("float32")
+    images = np.random.default_rng(0).integers(0, 256, (8, 75, 75, 3)).astype("float32")
     labels = np.array([[0], [1]] * 4, dtype="float32")
     data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
     history = model.fit(data, epochs=1, verbose=0)

@@ -13,11 +13,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from hello_dl import tutorial
+from hello_dl import runner
 from hello_dl.settings import load_settings
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
-NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob(tutorial.NOTEBOOK_PATTERN))
+NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob(runner.NOTEBOOK_PATTERN))
 
 EXPECTED_SEQUENCE = [
     "00_hello_world_and_setup", "01_data_and_split", "02_build_model", "03_augmentation",
@@ -59,7 +59,7 @@ def test_notebook_is_stored_without_outputs(path):
         if cell.cell_type == "code":
             assert cell.outputs == [], f"{path.name} cell {number} has outputs: clear them before committing"
             assert cell.execution_count is None, f"{path.name} cell {number} has an execution count"
-    assert notebook.metadata["kernelspec"]["name"] == tutorial.KERNEL_NAME
+    assert notebook.metadata["kernelspec"]["name"] == runner.KERNEL_NAME
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -116,7 +116,7 @@ def test_every_notebook_runs_in_order_under_the_smoke_profile(shared_dataset, tm
                              output_dir=str(tmp_path / "outputs"), participant="ada")
     group = settings.experiment_group
     progress: list[str] = []
-    summary = tutorial.run_all(settings, NOTEBOOKS_DIR, echo=progress.append)  # raises on any cell error
+    summary = runner.run_all(settings, NOTEBOOKS_DIR, echo=progress.append)  # raises on any cell error
 
     folder = summary.parent
     assert sorted(p.name for p in folder.glob("*.ipynb")) == [p.name for p in NOTEBOOKS]
@@ -151,8 +151,8 @@ def test_a_later_notebook_without_a_trained_model_says_which_notebook_to_run(sha
     (lesson / f"{name}.ipynb").write_bytes((NOTEBOOKS_DIR / f"{name}.ipynb").read_bytes())
     settings = load_settings("smoke", environ={}, data_source=str(shared_dataset),
                              data_dir=str(tmp_path / "data"), output_dir=str(tmp_path / "outputs"))
-    with pytest.raises(tutorial.TutorialError) as caught:
-        tutorial.run_all(settings, lesson, echo=lambda line: None)
+    with pytest.raises(runner.TutorialError) as caught:
+        runner.run_all(settings, lesson, echo=lambda line: None)
     message = str(caught.value)
     assert "No trained model found" in message and "04_train" in message
 

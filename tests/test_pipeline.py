@@ -42,23 +42,6 @@ def quiet_settings(smoke_settings):
     return make
 
 
-# --- preprocess ---------------------------------------------------------------------------------------
-def test_preprocess_scales_to_minus_one_one_and_leaves_input_alone():
-    import tensorflow as tf
-    from keras.applications.inception_v3 import preprocess_input
-
-    pixels = np.array([[[[0, 127.5, 255]]]], dtype=np.float32)
-    before = pixels.copy()
-    out = pipeline.preprocess(pixels)
-    np.testing.assert_allclose(out, [[[[-1.0, 0.0, 1.0]]]])
-    np.testing.assert_array_equal(pixels, before)  # Keras' own function works in place; ours must not
-    as_uint8 = pipeline.preprocess(np.array([0, 255], np.uint8))
-    assert as_uint8.dtype == np.float32 and as_uint8.tolist() == [-1.0, 1.0]
-    tensor = pipeline.preprocess(tf.constant([[0, 51, 255]], tf.uint8))
-    assert tf.is_tensor(tensor) and tensor.dtype == tf.float32
-    np.testing.assert_allclose(tensor.numpy(), preprocess_input(np.array([[0.0, 51.0, 255.0]], np.float32)))
-
-
 # --- augmentation layers -----------------------------------------------------------------------------------
 def test_augmentation_layers_follow_the_settings():
     import keras
@@ -99,8 +82,10 @@ def test_build_datasets_shapes_labels_and_class_info(quiet_settings):
     x, y = next(iter(data.train))
     assert x.shape == (5, 75, 75, 3) and x.dtype.name == "float32"
     assert y.shape == (5, 1) and y.dtype.name == "float32"
-    assert float(x.numpy().min()) >= -1.0 and float(x.numpy().max()) <= 1.0
-    assert float(x.numpy().min()) < -0.9  # really [-1, 1], not the paper's [0, 1]
+    # Plain pixel values 0-255: the model's own first layer scales them to [-1, 1].
+    assert float(x.numpy().min()) >= 0.0 and float(x.numpy().max()) <= 255.0
+    assert float(x.numpy().max()) > 200.0
+    assert "0-255 (the model scales them to [-1, 1])" in data.describe()
 
 
 def test_validation_uses_every_image_unaugmented_in_file_order(quiet_settings):
@@ -109,7 +94,7 @@ def test_validation_uses_every_image_unaugmented_in_file_order(quiet_settings):
     images, labels = one_epoch(data.val)
     assert images.shape == (10, 75, 75, 3)  # 10 = 5 + 5: no image dropped
     np.testing.assert_array_equal(labels.ravel(), data.val_labels)
-    expected = pipeline.prepare_images(data.val_files, settings)  # the inference path
+    expected = pipeline.load_images(data.val_files, settings)  # the inference path
     np.testing.assert_array_equal(images, expected)
     again, _ = one_epoch(data.val)
     np.testing.assert_array_equal(again, images)  # and identical every epoch
@@ -123,7 +108,7 @@ def test_training_epoch_has_every_image_reshuffled_and_seeded(quiet_settings):
     assert first_images.shape[0] == second_images.shape[0] == 65
     assert Counter(first_labels.ravel().tolist()) == {0.0: 33, 1.0: 32}
     # Without augmentation an epoch is exactly the training images, in a new order each epoch.
-    expected = pipeline.prepare_images(data.train_files, settings)
+    expected = pipeline.load_images(data.train_files, settings).astype(np.float32)
     assert image_keys(first_images) == image_keys(expected) == image_keys(second_images)
     assert not np.array_equal(first_images, second_images)  # reshuffled each epoch
     # Same seed, same order.
@@ -135,22 +120,22 @@ def test_augmentation_only_touches_training_batches(quiet_settings):
     augmented = pipeline.build_datasets(quiet_settings(augment=True))
     plain_settings = quiet_settings(augment=False)
     train_images, _ = one_epoch(augmented.train)
-    originals = pipeline.prepare_images(augmented.train_files, plain_settings)
+    originals = pipeline.load_images(augmented.train_files, plain_settings).astype(np.float32)
     assert train_images.shape == originals.shape
     assert image_keys(train_images) != image_keys(originals)
-    assert float(train_images.min()) >= -1.0 and float(train_images.max()) <= 1.0
+    assert float(train_images.min()) >= 0.0 and float(train_images.max()) <= 255.0
     val_images, _ = one_epoch(augmented.val)
-    np.testing.assert_array_equal(val_images, pipeline.prepare_images(augmented.val_files, plain_settings))
+    np.testing.assert_array_equal(val_images, pipeline.load_images(augmented.val_files, plain_settings))
 
 
 def test_keep_aspect_ratio_pads_wide_abdomen_images(quiet_settings, fetched_dataset):
     settings = quiet_settings(keep_aspect_ratio=True)
     path = fetched_dataset / "TEST" / "abd2.png"  # 404 wide, 489 high
-    prepared = pipeline.prepare_images([path], settings)[0]
+    prepared = pipeline.load_images([path], settings)[0]
     assert prepared.shape == (75, 75, 3)
-    assert (prepared[:, :3] == -1.0).all() and (prepared[:, -3:] == -1.0).all()  # black bars, scaled
-    stretched = pipeline.prepare_images([path], quiet_settings(keep_aspect_ratio=False))[0]
-    assert not (stretched[:, :3] == -1.0).all()
+    assert (prepared[:, :3] == 0).all() and (prepared[:, -3:] == 0).all()  # black bars
+    stretched = pipeline.load_images([path], quiet_settings(keep_aspect_ratio=False))[0]
+    assert not (stretched[:, :3] == 0).all()
 
 
 def test_load_split_arrays_for_test_and_val(quiet_settings):
@@ -160,7 +145,7 @@ def test_load_split_arrays_for_test_and_val(quiet_settings):
     assert test.labels.tolist() == [pipeline.UNKNOWN_LABEL] * 2
     assert [p.name for p in test.files] == ["abd2.png", "chest2.png"]
     val = pipeline.load_split_arrays(settings, "val")
-    np.testing.assert_array_equal(pipeline.preprocess(val.images), pipeline.prepare_images(val.files, settings))
+    np.testing.assert_array_equal(val.images, pipeline.load_images(val.files, settings))
     assert val.labels.tolist() == [0] * 5 + [1] * 5  # class folders in settings order, files sorted
     first = val.files[0]
     np.testing.assert_array_equal(val.images[0], resize_image(load_image(first), 75))
@@ -201,7 +186,7 @@ def test_mixed_formats_build_one_pipeline(tmp_path, dicom_file, untouched):
     assert (data.train_count, data.val_count) == (14, 7)
     images, labels = one_epoch(data.val)
     assert images.shape == (7, 75, 75, 3) and labels.shape == (7, 1)
-    assert np.isfinite(images).all() and images.min() >= -1 and images.max() <= 1
+    assert np.isfinite(images).all() and images.min() >= 0 and images.max() <= 255
 
 
 def test_corrupt_file_in_the_data_names_it(tmp_path, dicom_file):
@@ -230,3 +215,27 @@ def test_augmented_epochs_repeat_with_the_same_seed(quiet_settings):
     second = one_epoch(pipeline.build_datasets(quiet_settings(augment=True)).train)
     np.testing.assert_array_equal(first[0], second[0])
     np.testing.assert_array_equal(first[1], second[1])
+
+
+# --- what the lessons show: class samples and augmentation examples ------------------------------------
+def test_class_samples_are_the_files_at_their_own_size(quiet_settings):
+    samples = pipeline.class_samples(quiet_settings(), split="train", per_class=3)
+    assert list(samples) == ["chest", "abdomen"] and all(len(v) == 3 for v in samples.values())
+    first = samples["chest"][0]
+    assert first.file.parent.name == CHEST and first.caption == first.file.name
+    np.testing.assert_array_equal(first.image, load_image(first.file))  # not resized: the real size shows
+    assert first.image.shape == (512, 512, 3)
+
+
+def test_augmentation_examples_are_seeded_versions_of_the_model_input(quiet_settings):
+    settings = quiet_settings()
+    file = pipeline.class_samples(settings, per_class=1)["chest"][0].file
+    original, augmented = pipeline.augmentation_examples(file, settings, count=5, seed=3)
+    np.testing.assert_array_equal(original, pipeline.load_for_model(file, settings))
+    assert augmented.shape == (5, 75, 75, 3) and augmented.dtype == np.uint8
+    assert all(not np.array_equal(original, other) for other in augmented)  # really augmented
+    again = pipeline.augmentation_examples(load_image(file), settings, count=5, seed=3)  # an array works too
+    np.testing.assert_array_equal(again[0], original)
+    np.testing.assert_array_equal(again[1], augmented)  # same seed, same versions
+    other = pipeline.augmentation_examples(file, settings, count=5, seed=4)[1]
+    assert not np.array_equal(other, augmented)

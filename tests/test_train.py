@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from hello_dl import train
+from hello_dl import runs, train
 from hello_dl.settings import load_settings
 
 
@@ -21,7 +20,7 @@ from hello_dl.settings import load_settings
 def test_from_scratch_run_learns_above_chance(smoke_run):
     """Integration: 75 px, no pretrained weights, a few epochs: validation clearly above chance."""
     assert smoke_run.exit_code == 0, smoke_run.output
-    metrics = json.loads((smoke_run.run_dir / train.METRICS_FILE).read_text())
+    metrics = json.loads((smoke_run.run_dir / runs.METRICS).read_text())
     assert metrics["from_scratch"] is True
     assert metrics["val_images"] == 10 and metrics["train_images"] == 65
     # Chance is 50% accuracy, AUC 0.5 and a loss of ln 2 = 0.693 (always answering 0.5). With only
@@ -30,29 +29,30 @@ def test_from_scratch_run_learns_above_chance(smoke_run):
     assert metrics["val_accuracy"] >= 0.7, metrics
     assert metrics["val_auc"] >= 0.85, metrics
     assert metrics["val_loss"] < 0.55, metrics
-    history = train.load_history(smoke_run.run_dir)
+    history = runs.load_history(smoke_run.run_dir)
     assert max(history["accuracy"]) > 0.7  # training accuracy rose from chance too
 
 
 @pytest.mark.slow
 def test_run_folder_holds_everything(smoke_run):
     run = smoke_run.run_dir
-    for name in (train.SETTINGS_FILE, train.HISTORY_CSV, train.HISTORY_JSON, train.BEST_MODEL_FILE,
-                 train.METRICS_FILE, "evaluation.json"):
+    for name in (runs.SETTINGS, runs.HISTORY_CSV, runs.HISTORY_JSON, runs.BEST_MODEL,
+                 runs.METRICS, runs.EVALUATION, runs.FINISHED):
         assert (run / name).is_file(), name
+    assert runs.is_finished(run) and runs.list_runs(smoke_run.settings) == [run]
     for figure in ("training_curves.png", "roc.png", "confusion_matrix.png", "predictions.png"):
-        assert (run / train.FIGURES_FOLDER / figure).stat().st_size > 1000, figure
-    saved = json.loads((run / train.SETTINGS_FILE).read_text())
+        assert (run / runs.FIGURES / figure).stat().st_size > 1000, figure
+    saved = json.loads((run / runs.SETTINGS).read_text())
     assert saved["settings"]["profile"] == "smoke" and saved["settings"]["batch_size"] == 13
     assert re.fullmatch(r"\d{8}-\d{6}_smoke", run.name), run.name
     # Saved without the optimizer's state: about the size of the weights (22 M floats).
-    assert (run / train.BEST_MODEL_FILE).stat().st_size < 120e6
+    assert (run / runs.BEST_MODEL).stat().st_size < 120e6
 
 
 @pytest.mark.slow
 def test_history_is_continuous_over_both_phases(smoke_run):
     settings = smoke_run.settings
-    history = train.load_history(smoke_run.run_dir)
+    history = runs.load_history(smoke_run.run_dir)
     total = settings.warmup_epochs + settings.finetune_epochs
     assert history["epoch"] == list(range(1, total + 1))
     assert history["phase"] == [1] * settings.warmup_epochs + [2] * settings.finetune_epochs
@@ -61,13 +61,13 @@ def test_history_is_continuous_over_both_phases(smoke_run):
     for key in ("loss", "accuracy", "auc", "val_loss", "val_accuracy", "val_auc"):
         assert len(history[key]) == total and all(math.isfinite(v) for v in history[key])
     # The CSV (Keras' CSVLogger) has the same epochs, its own 0-based numbering, and the phase column.
-    rows = (smoke_run.run_dir / train.HISTORY_CSV).read_text().strip().splitlines()
+    rows = (smoke_run.run_dir / runs.HISTORY_CSV).read_text().strip().splitlines()
     assert len(rows) == total + 1 and "phase" in rows[0].split(",")
-    from_csv = train.load_history(smoke_run.run_dir / train.HISTORY_CSV)
+    from_csv = runs.load_history(smoke_run.run_dir / runs.HISTORY_CSV)
     assert from_csv["epoch"] == history["epoch"]
     assert np.allclose(from_csv["val_loss"], history["val_loss"])
 
-    metrics = json.loads((smoke_run.run_dir / train.METRICS_FILE).read_text())
+    metrics = json.loads((smoke_run.run_dir / runs.METRICS).read_text())
     assert [p["phase"] for p in metrics["phases"]] == [1, 2]
     assert metrics["best_epoch"] == history["epoch"][int(np.argmin(history["val_loss"]))]
     assert set(metrics["timings"]) >= {"phase1_seconds", "phase2_seconds", "total_seconds"}
@@ -75,17 +75,20 @@ def test_history_is_continuous_over_both_phases(smoke_run):
 
 
 @pytest.mark.slow
-def test_best_model_reloads_in_safe_mode_and_matches_the_metrics(smoke_run):
+def test_best_model_reloads_in_safe_mode_takes_plain_pixels_and_matches_the_metrics(smoke_run):
     import keras
 
     from hello_dl import evaluate, pipeline
 
-    model = keras.models.load_model(smoke_run.run_dir / train.BEST_MODEL_FILE, safe_mode=True)
-    saved = json.loads((smoke_run.run_dir / "evaluation.json").read_text())
+    model = keras.models.load_model(smoke_run.run_dir / runs.BEST_MODEL, safe_mode=True)
+    assert model.layers[1].name == runs.PIXEL_SCALING_LAYER  # the saved file scales its own input
+    saved = json.loads((smoke_run.run_dir / runs.EVALUATION).read_text())
     files = [Path(p["file"]) for p in saved["predictions"]]
-    probabilities = model.predict(pipeline.prepare_images(files, smoke_run.settings), verbose=0).ravel()
+    images = pipeline.load_images(files, smoke_run.settings)
+    assert images.dtype == np.uint8  # plain 0-255 RGB, as any user would load them
+    probabilities = model.predict(images, verbose=0).ravel()
     assert np.allclose(probabilities, [p["probability"] for p in saved["predictions"]], atol=1e-5)
-    metrics = json.loads((smoke_run.run_dir / train.METRICS_FILE).read_text())
+    metrics = json.loads((smoke_run.run_dir / runs.METRICS).read_text())
     labels = [smoke_run.settings.class_names.index(p["true"]) for p in saved["predictions"]]
     rescored = evaluate.score(labels, probabilities, smoke_run.settings)
     assert rescored.accuracy == pytest.approx(metrics["val_accuracy"])
@@ -140,7 +143,7 @@ def test_tiny_run_writes_its_own_folder(tiny_runs):
     assert first.run_dir != again.run_dir and first.run_dir.parent == again.run_dir.parent  # never reused
     assert first.metrics["epochs_run"] == 1 and first.history["phase"] == [1]
     assert first.metrics["train_images"] == 12 and first.metrics["val_images"] == 4
-    assert (first.run_dir / train.BEST_MODEL_FILE).is_file()
+    assert (first.run_dir / runs.BEST_MODEL).is_file()
     assert "phase2_seconds" not in first.metrics["timings"]  # finetune_epochs=0: no phase 2
 
 
@@ -157,14 +160,30 @@ def test_same_seed_reproduces_split_and_metrics_on_cpu(tiny_runs):
         [p["probability"] for p in again_eval["predictions"]]
 
 
-def test_new_run_dir_never_reuses_a_folder(tmp_path):
-    settings = load_settings("smoke", environ={}, output_dir=str(tmp_path), participant="ada")
-    moment = datetime(2025, 1, 2, 3, 4, 5)
-    first = train.new_run_dir(settings, now=moment)
-    second = train.new_run_dir(settings, now=moment)
-    assert first.name == f"20250102-030405_smoke_{settings.experiment_group}"
-    assert second.name == first.name + "-2"
-    assert (first / train.FIGURES_FOLDER).is_dir() and (second / train.FIGURES_FOLDER).is_dir()
+@pytest.mark.slow  # one real training run (about 15 s)
+def test_extra_callbacks_see_every_epoch_of_both_phases(tiny_data, tmp_path):
+    import keras
+
+    class Recorder(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.epochs, self.files_at_end = [], []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.epochs.append(epoch + 1)
+
+        def on_train_end(self, logs=None):
+            self.files_at_end.append(sorted(p.name for p in tmp_path.glob("out/*/*")))
+
+    recorder = Recorder()
+    result = train.train(_tiny_settings(tiny_data, tmp_path / "out", finetune_epochs=1), verbose=0,
+                         callbacks=[recorder])
+    assert recorder.epochs == [1, 2] == result.history["epoch"]
+    assert len(recorder.files_at_end) == 2  # called in phase 1 and in phase 2
+    # Until training has ended the run is not finished; the marker comes last, after the metrics.
+    assert runs.FINISHED not in recorder.files_at_end[-1]
+    assert runs.is_finished(result.run_dir)
+    assert result.run.folder == result.run_dir and result.run.model is result.model
 
 
 def test_history_is_on_disk_after_every_epoch_and_phase_column(tmp_path):
@@ -182,7 +201,7 @@ def test_history_is_on_disk_after_every_epoch_and_phase_column(tmp_path):
 
     class Interrupt(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            seen.append(json.loads((tmp_path / train.HISTORY_JSON).read_text())["epoch"])
+            seen.append(json.loads((tmp_path / runs.HISTORY_JSON).read_text())["epoch"])
             if epoch == 1:
                 raise KeyboardInterrupt  # the trainee pressed stop
 
@@ -193,17 +212,10 @@ def test_history_is_on_disk_after_every_epoch_and_phase_column(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         network.fit(x, y, validation_data=(x, y), epochs=5, verbose=0, callbacks=callbacks + [Interrupt()])
     assert seen == [[1], [1, 2]]
-    history = train.load_history(tmp_path)
+    history = runs.load_history(tmp_path)
     assert history["epoch"] == [1, 2] and history["phase"] == [2, 2]
-    assert (tmp_path / train.BEST_MODEL_FILE).is_file()
-    assert train.load_history(tmp_path / train.HISTORY_CSV)["phase"] == [2.0, 2.0]
-
-
-def test_load_history_explains_a_wrong_folder(tmp_path):
-    from hello_dl.errors import DataError
-
-    with pytest.raises(DataError, match="hello-dl train"):
-        train.load_history(tmp_path)
+    assert (tmp_path / runs.BEST_MODEL).is_file()
+    assert runs.load_history(tmp_path / runs.HISTORY_CSV)["phase"] == [2.0, 2.0]
 
 
 def test_missing_weights_stop_before_a_run_folder_exists(tiny_data, tmp_path):

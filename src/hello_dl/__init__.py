@@ -1,8 +1,9 @@
 """Hello, World! deep learning in medical imaging: a teaching kit.
 
 The package holds all the logic; the numbered notebooks are lessons that call it.
-Modules, one job each: settings → data (fetch, dataset, split, dicom, images, pipeline)
-→ model (weights, model) → train → evaluate / explain → plots, plus the command line.
+Modules, one job each: settings → runs (the run folder) and plots (drawing only) → data (fetch,
+dataset, split, dicom, images, pipeline) → model (weights, model) → evaluate → train → explain,
+then the headless runner, the reference runs and the command line (docs/architecture.md).
 """
 
 import os

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+from hello_dl import dataset, dicom, environment, fetch, groups, runs, split, weights
 from hello_dl.errors import HelloDLError
 from hello_dl.settings import Settings, load_settings
 
@@ -38,8 +40,6 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
 
 # --- subcommands ---------------------------------------------------------------------------
 def cmd_env(args: argparse.Namespace) -> int:
-    from hello_dl import environment
-
     print(environment.report(_settings(args)))
     return 0
 
@@ -51,40 +51,29 @@ def cmd_settings(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from hello_dl import fetch
-
     settings = _settings(args, data_source=args.source, data_dir=args.data_dir)
     if not args.weights_only:
         folder = fetch.fetch_data(settings)
         print(f"Data ready and verified in {folder}")
     if args.weights or args.weights_only:
-        from hello_dl import weights
-
         path = weights.prefetch_weights(settings)
         print(f"Pretrained weights ready: {path}")
     return 0
 
 
 def cmd_data_summary(args: argparse.Namespace) -> int:
-    from hello_dl import dataset
-
     settings = _settings(args, data_dir=args.data_dir)
     print(dataset.summarize(settings).format())
     return 0
 
 
 def cmd_split(args: argparse.Namespace) -> int:
-    from hello_dl import split
-
-    settings = _settings(args)
-    result = split.split_folder(Path(args.source), Path(args.destination), settings)
+    result = split.split_folder(Path(args.source), Path(args.destination), _settings(args))
     print(result.format())
     return 0
 
 
 def cmd_dicom_to_png(args: argparse.Namespace) -> int:
-    from hello_dl import dicom
-
     written = dicom.convert_folder(Path(args.source), Path(args.destination))
     for path in written:
         print(path)
@@ -92,8 +81,11 @@ def cmd_dicom_to_png(args: argparse.Namespace) -> int:
     return 0
 
 
+# The commands below import their module when they run: training, evaluation and the notebook
+# runner load TensorFlow/Keras, scikit-learn or Jupyter (seconds), which `hello-dl settings` and
+# the data commands should not wait for.
 def cmd_train(args: argparse.Namespace) -> int:
-    from hello_dl import train
+    from hello_dl import train  # loads TensorFlow (see above)
 
     result = train.train(_settings(args))
     print(f"Run folder: {result.run_dir}")
@@ -101,39 +93,50 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from hello_dl import evaluate
+    from hello_dl import evaluate  # loads scikit-learn and Matplotlib (see above)
 
-    metrics = evaluate.evaluate_run(Path(args.run), _settings(args))
+    metrics = evaluate.evaluate_run(runs.open_run(args.run, _settings(args)))
     for key, value in metrics.items():
         print(f"{key}: {value}")
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from hello_dl import evaluate
+    from hello_dl import evaluate  # loads scikit-learn and Matplotlib (see above)
 
     settings = _settings(args)
-    predictions = evaluate.predict_paths([Path(p) for p in args.paths], settings,
-                                         run_dir=Path(args.run) if args.run else None)
-    for p in predictions:
-        print(f"{p.file}\t{p.probability:.4f}\t{p.display_name}")
+    run = runs.open_run(args.run, settings) if args.run else runs.latest(settings)
+    for prediction in evaluate.predict_paths([Path(p) for p in args.paths], run):
+        print(prediction)
     return 0
 
 
 def cmd_group(args: argparse.Namespace) -> int:
-    from hello_dl import groups
-
     name = groups.assign_group(args.participant)
     print(f"Participant {args.participant!r} → {groups.describe_group(name)}")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from hello_dl import tutorial
+    from hello_dl import runner  # loads Jupyter (see above)
 
-    summary = tutorial.run_all(_settings(args))
+    summary = runner.run_all(_settings(args))
     print(f"Executed notebooks, figures and summary in {summary.parent}")
     print(f"Summary: {summary}")
+    return 0
+
+
+def cmd_reference(args: argparse.Namespace) -> int:
+    from hello_dl import reference  # loads TensorFlow (see above)
+
+    started = time.monotonic()
+    settings = _settings(args)
+    fetch.fetch_data(settings)
+    made = reference.train_reference_groups(settings, args.groups, verbose=0 if args.quiet else 2)
+    print(f"\nDone in {(time.monotonic() - started) / 60:.1f} min. Notebook 05 now shows:")
+    for group, run_dir in made.items():
+        print(f"  group {group}: {run_dir}")
+    print(f"Comparison figure: {reference.reference_dir(settings) / reference.COMPARISON_FIGURE}")
     return 0
 
 
@@ -177,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("group", cmd_group, "Show the experiment group a participant name or number is assigned.")
     p.add_argument("participant")
     add("run", cmd_run, "Run the whole tutorial headless: every notebook in order, then a summary page.")
+    p = add("reference", cmd_reference, "Train the conference experiment groups headless: the instructor's "
+            "reference curves for notebook 05 (one full training run per group).")
+    p.add_argument("--groups", nargs="+", default=list(groups.GROUPS), metavar="GROUP",
+                   help=f"which groups to train (default: all of {' '.join(groups.GROUPS)})")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines from Keras")
     return parser
 
 

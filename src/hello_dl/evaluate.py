@@ -1,14 +1,14 @@
 """Use a trained model: predictions for any image files, and metrics on labelled data.
 
 * :func:`predict_paths` — one file, a list, or folders (PNG, JPEG, DICOM) → file, probability,
-  predicted class and display name, for the latest run or a chosen one.
+  predicted class and display name, with a run's best model (:func:`predict_files` with any model).
 * :func:`evaluate_model` — accuracy, ROC curve and AUC, confusion matrix and the
   classification report (scikit-learn) on the validation set or any labelled split.
-* :func:`evaluate_run` — recompute all of that for a saved run folder and write the numbers
+* :func:`evaluate_run` — recompute all of that for a saved run and write the numbers
   (``evaluation.json``) and the figures (``figures/``).
 
-Images go through the same loader, resize and scaling as in training (``hello_dl.pipeline``),
-and a saved run is always read with its own image size and class names.
+Images go through the same loader and resize as in training (``hello_dl.pipeline``), and a saved
+run is always read with its own image size and class names (``hello_dl.runs``).
 """
 
 from __future__ import annotations
@@ -18,79 +18,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, roc_auc_score
 
+from hello_dl import pipeline, plots, runs
+from hello_dl.dataset import images_under, scan
 from hello_dl.errors import DataError
+from hello_dl.images import is_image_file
 from hello_dl.settings import Settings
 
 if TYPE_CHECKING:  # pragma: no cover
-    import keras
-
-BEST_MODEL_FILE = "best_model.keras"  # same name as hello_dl.train.BEST_MODEL_FILE
-EVALUATION_FILE = "evaluation.json"
-
-
-# --- runs and models ----------------------------------------------------------------------------------
-def list_runs(settings: Settings) -> list[Path]:
-    """Run folders under ``settings.output_dir`` that hold a saved model, oldest first."""
-    root = Path(settings.output_dir)
-    if not root.is_dir():
-        return []
-    runs = [folder for folder in root.iterdir() if (folder / BEST_MODEL_FILE).is_file()]
-    # Folder names start with a timestamp; the settings file's time breaks ties and renames.
-    return sorted(runs, key=lambda folder: (_started(folder), folder.name))
-
-
-def _started(folder: Path) -> float:
-    marker = folder / "settings.json"
-    return marker.stat().st_mtime if marker.is_file() else folder.stat().st_mtime
-
-
-def latest_run(settings: Settings) -> Path:
-    runs = list_runs(settings)
-    if not runs:
-        raise DataError(f"No trained model found in {settings.output_dir}. Train one first "
-                        "(`hello-dl train` or the training notebook), or name a run folder with --run.")
-    return runs[-1]
-
-
-def load_run_model(run_dir: str | Path, *, compile: bool = False) -> "keras.Model":
-    """The best model of a run, loaded in Keras' safe mode (no arbitrary code runs while loading)."""
-    import keras
-
-    path = Path(run_dir) / BEST_MODEL_FILE
-    if not path.is_file():
-        raise DataError(f"{path} does not exist: {run_dir} is not a finished run folder (no model was saved "
-                        "there, perhaps training stopped before the first epoch ended). Use a folder printed "
-                        "by `hello-dl train`.")
-    try:
-        return keras.models.load_model(path, safe_mode=True, compile=compile)
-    except (ValueError, OSError) as exc:
-        raise DataError(f"The model file {path} cannot be read ({exc}). It is damaged or was written by "
-                        "another program; train again to make a new one.") from None
-
-
-def settings_for_run(run_dir: str | Path, settings: Settings) -> Settings:
-    """``settings`` with the image size, padding and classes the run was trained with.
-
-    Those must match the saved model; everything else (data folder, threshold...) stays as the
-    caller set it.
-    """
-    from hello_dl.settings import settings_from_json
-
-    saved_file = Path(run_dir) / "settings.json"
-    if not saved_file.is_file():
-        return settings
-    saved = settings_from_json(saved_file)
-    return settings.replace(image_size=saved.image_size, keep_aspect_ratio=saved.keep_aspect_ratio,
-                            class_folders=saved.class_folders, class_names=saved.class_names)
-
+    import keras  # here, not at the top: TensorFlow takes seconds to load
 
 #: Up to this many images are predicted in one batch (``predict_on_batch``) instead of ``model.predict``.
 DIRECT_CALL_LIMIT = 32
 
 
 def _predict(model: "keras.Model", images: np.ndarray, batch_size: int) -> np.ndarray:
-    import keras
+    import keras  # here, not at the top: TensorFlow takes seconds to load
 
     if len(images) == 0:
         return np.zeros((0,), dtype=np.float32)
@@ -111,6 +55,7 @@ class Prediction:
     display_name: str
     true_class: int | None = None
     true_name: str | None = None
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)  # what the model saw (uint8)
 
     @property
     def correct(self) -> bool | None:
@@ -127,9 +72,6 @@ def classify(probabilities: Sequence[float], settings: Settings) -> np.ndarray:
 
 def find_images(paths: Iterable[str | Path]) -> list[Path]:
     """Files as given, folders expanded to the images inside them (recursively, sorted)."""
-    from hello_dl.dataset import images_under
-    from hello_dl.images import is_image_file
-
     found: list[Path] = []
     for raw in paths:
         path = Path(raw).expanduser()
@@ -147,25 +89,20 @@ def find_images(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
-def predict_paths(paths: Iterable[str | Path], settings: Settings, run_dir: str | Path | None = None, *,
-                  model: "keras.Model | None" = None) -> list[Prediction]:
-    """Predict every image file (or every image in a folder) with a run's best model.
+def predict_paths(paths: Iterable[str | Path], run: runs.Run) -> list[Prediction]:
+    """Predict every image file (or every image in a folder) with a run's best model and settings."""
+    return predict_files(run.model, paths, run.settings)
 
-    ``run_dir`` defaults to the latest run under ``settings.output_dir``; pass ``model`` to use a
-    model already in memory (then ``settings`` must match it).
-    """
-    from hello_dl import pipeline
 
+def predict_files(model: "keras.Model", paths: Iterable[str | Path], settings: Settings) -> list[Prediction]:
+    """Predict image files or folders with a model in memory (``settings`` must match it)."""
     files = find_images(paths)
-    if model is None:
-        run_dir = Path(run_dir) if run_dir is not None else latest_run(settings)
-        settings = settings_for_run(run_dir, settings)
-        model = load_run_model(run_dir)
     _check_input_size(model, settings)
-    probabilities = _predict(model, pipeline.prepare_images(files, settings), settings.batch_size)
+    images = pipeline.load_images(files, settings)
+    probabilities = _predict(model, images, settings.batch_size)
     classes = classify(probabilities, settings)
-    return [Prediction(file, float(p), int(c), settings.class_names[int(c)])
-            for file, p, c in zip(files, probabilities, classes)]
+    return [Prediction(file, float(p), int(c), settings.class_names[int(c)], image=image)
+            for file, p, c, image in zip(files, probabilities, classes, images)]
 
 
 def _check_input_size(model: "keras.Model", settings: Settings) -> None:
@@ -192,6 +129,7 @@ class Evaluation:
     confusion: np.ndarray
     report: str
     report_dict: dict = field(repr=False)
+    images: np.ndarray | None = field(default=None, repr=False)  # uint8, what the model saw, same order
 
     @property
     def y_pred(self) -> np.ndarray:
@@ -199,8 +137,9 @@ class Evaluation:
 
     @property
     def predictions(self) -> list[Prediction]:
-        return [Prediction(f, float(p), int(c), self.class_names[int(c)], int(t), self.class_names[int(t)])
-                for f, p, c, t in zip(self.files, self.y_prob, self.y_pred, self.y_true)]
+        images = self.images if self.images is not None else [None] * len(self.files)
+        return [Prediction(f, float(p), int(c), self.class_names[int(c)], int(t), self.class_names[int(t)], image)
+                for f, p, c, t, image in zip(self.files, self.y_prob, self.y_pred, self.y_true, images)]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -228,29 +167,29 @@ class Evaluation:
 def evaluate_model(model: "keras.Model", settings: Settings, split: str = "val", *,
                    datasets: Any = None) -> Evaluation:
     """Accuracy, ROC AUC, confusion matrix and report of ``model`` on a labelled split."""
-    from hello_dl import pipeline
-
     _check_input_size(model, settings)
     if datasets is not None and split == "val":
-        images = pipeline.preprocess(pipeline.load_images(datasets.val_files, settings))
+        images = pipeline.load_images(datasets.val_files, settings)
         labels, files = np.asarray(datasets.val_labels), list(datasets.val_files)
     else:
         arrays = pipeline.load_split_arrays(settings, split)
-        images, labels, files = pipeline.preprocess(arrays.images), arrays.labels, arrays.files
+        images, labels, files = arrays.images, arrays.labels, arrays.files
     known = labels != pipeline.UNKNOWN_LABEL
     if not known.any():
         raise DataError(f"The {split} images of {settings.data_dir} have no labels (they are not in class "
                         f"folders), so there is nothing to score. Use a labelled split such as val.")
     images, labels = images[known], labels[known].astype(int)
     files = [f for f, k in zip(files, known) if k]
-    return score(labels, _predict(model, images, settings.batch_size), settings, split=split, files=files)
+    evaluation = score(labels, _predict(model, images, settings.batch_size), settings, split=split,
+                       files=files)
+    evaluation.images = images
+    return evaluation
 
 
 def score(y_true: Sequence[int], y_prob: Sequence[float], settings: Settings, *, split: str = "val",
           files: Sequence[Path] | None = None) -> Evaluation:
     """Metrics from labels and predicted probabilities (scikit-learn; loss as Keras computes it)."""
-    import keras
-    from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, roc_auc_score
+    import keras  # here, not at the top: TensorFlow takes seconds to load
 
     y_true = np.asarray(y_true).astype(int).ravel()
     y_prob = np.asarray(y_prob, dtype=np.float32).ravel()
@@ -277,11 +216,8 @@ def score(y_true: Sequence[int], y_prob: Sequence[float], settings: Settings, *,
 
 def save_evaluation(evaluation: Evaluation, run_dir: str | Path) -> dict[str, Any]:
     """Write ``evaluation.json`` (or ``evaluation_<split>.json``) and the figures into a run folder."""
-    from hello_dl import plots
-    from hello_dl.train import FIGURES_FOLDER, write_json
-
     run_dir = Path(run_dir)
-    figures = run_dir / FIGURES_FOLDER
+    figures = run_dir / runs.FIGURES
     suffix = "" if evaluation.split == "val" else f"_{evaluation.split}"
     positive = evaluation.class_names[-1]
     plots.plot_roc(evaluation.y_true, evaluation.y_prob, positive_name=positive,
@@ -293,42 +229,36 @@ def save_evaluation(evaluation: Evaluation, run_dir: str | Path) -> dict[str, An
                                   f"(p = probability of {positive})",
                                   save_path=figures / f"predictions{suffix}.png")
     data = evaluation.as_dict()
-    write_json(run_dir / f"evaluation{suffix}.json", data)
+    runs.write_json(run_dir / f"{Path(runs.EVALUATION).stem}{suffix}.json", data)
     return data
 
 
-def evaluate_run(run_dir: str | Path, settings: Settings) -> dict[str, Any]:
+def evaluate_run(run: runs.Run) -> dict[str, Any]:
     """Recompute the metrics and figures of a saved run on its validation set (and a labelled TEST set).
 
     Returns the headline numbers (what ``hello-dl evaluate`` prints).
     """
-    from hello_dl import plots
-    from hello_dl.dataset import scan
-    from hello_dl.train import FIGURES_FOLDER, HISTORY_CSV, HISTORY_JSON
-
-    run_dir = Path(run_dir)
-    settings = settings_for_run(run_dir, settings)
-    model = load_run_model(run_dir)
-    summary: dict[str, Any] = {"run": str(run_dir)}
+    settings, model = run.settings, run.model  # the model first: a folder without one is named at once
+    summary: dict[str, Any] = {"run": str(run.folder)}
     test = scan(settings).test
     splits = ["val"] + (["test"] if len(test) and all(label is not None for label in test.labels) else [])
     for split in splits:
         evaluation = evaluate_model(model, settings, split)
-        save_evaluation(evaluation, run_dir)
+        save_evaluation(evaluation, run.folder)
         prefix = "" if split == "val" else "test_"
         summary.update({f"{prefix}images": len(evaluation.files), f"{prefix}accuracy": round(evaluation.accuracy, 4),
                         f"{prefix}auc": None if evaluation.auc is None else round(evaluation.auc, 4),
                         f"{prefix}loss": round(evaluation.loss, 4),
                         f"{prefix}confusion_matrix": evaluation.confusion.tolist()})
-    if (run_dir / HISTORY_JSON).is_file() or (run_dir / HISTORY_CSV).is_file():
-        plots.plot_training_curves(run_dir, title=f"Training curves: {run_dir.name}",
-                                   save_path=run_dir / FIGURES_FOLDER / "training_curves.png")
+    if runs.has_history(run.folder):
+        plots.plot_training_curves(run.history, title=f"Training curves: {run.name}",
+                                   save_path=run.figures / "training_curves.png")
     summary["threshold"] = settings.threshold
-    summary["figures"] = str(run_dir / FIGURES_FOLDER)
+    summary["figures"] = str(run.figures)
     return summary
 
 
 __all__ = [
-    "Evaluation", "Prediction", "classify", "evaluate_model", "evaluate_run", "find_images", "latest_run",
-    "list_runs", "load_run_model", "predict_paths", "save_evaluation", "score", "settings_for_run",
+    "Evaluation", "Prediction", "classify", "evaluate_model", "evaluate_run", "find_images",
+    "predict_files", "predict_paths", "save_evaluation", "score",
 ]

@@ -18,12 +18,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
+from matplotlib import colormaps
+from sklearn.manifold import TSNE
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.tree import DecisionTreeClassifier
 
+from hello_dl import evaluate, pipeline, runs
 from hello_dl import model as model_module
+from hello_dl.dataset import scan
+from hello_dl.images import image_info
 from hello_dl.settings import Settings
 
 if TYPE_CHECKING:  # pragma: no cover
-    import keras
+    import keras  # here, not at the top: TensorFlow takes seconds to load
 
 #: Above this cross-validated accuracy, image size alone "predicts the class" (and we warn).
 SHORTCUT_WARNING_ACCURACY = 0.8
@@ -31,8 +38,11 @@ SHORTCUT_WARNING_ACCURACY = 0.8
 
 # --- Grad-CAM --------------------------------------------------------------------------------------
 def _cam_parts(model: "keras.Model", layer_name: str):
-    """(base → [chosen block, base output], head layers after the base) of a hello_dl model."""
-    import keras
+    """(layers before the base, base → [chosen block, base output], layers after the base) of a hello_dl model.
+
+    The layers before the base are the model's own input scaling (0-255 → [-1, 1]).
+    """
+    import keras  # here, not at the top: TensorFlow takes seconds to load
 
     base = model_module.base_model(model)
     try:
@@ -42,28 +52,31 @@ def _cam_parts(model: "keras.Model", layer_name: str):
                          f"{model_module.LAST_CONV_BLOCK!r}).") from None
     inner = keras.Model(base.inputs, [block.output, base.output])
     layers = list(model.layers)
-    head = layers[layers.index(base) + 1:]
-    return inner, head
+    before = [layer for layer in layers[:layers.index(base)] if not isinstance(layer, keras.layers.InputLayer)]
+    return before, inner, layers[layers.index(base) + 1:]
 
 
 def grad_cam(model: "keras.Model", image: np.ndarray, *, layer_name: str = model_module.LAST_CONV_BLOCK,
              target_class: int | None = None, parts: Any = None) -> tuple[np.ndarray, float]:
     """Grad-CAM heatmap of one image, scaled to [0, 1], and the model's probability of class 1.
 
-    ``image`` is a model input (``(size, size, 3)`` in [-1, 1], e.g. from
-    :func:`hello_dl.pipeline.prepare_images`). The heatmap has the block's own resolution
+    ``image`` is a model input: ``(size, size, 3)``, 0-255 (e.g. from
+    :func:`hello_dl.pipeline.load_for_model`). The heatmap has the block's own resolution
     (8x8 for 299-pixel images); :func:`heatmap_overlay` stretches it over the image.
     ``target_class`` defaults to the predicted class: for class 0 (chest) the map shows what
     argued *against* abdomen. Gradients are taken of the pre-sigmoid score, which does not
     saturate when the model is very sure.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # here, not at the top: TensorFlow takes seconds to load
 
-    inner, head = parts or _cam_parts(model, layer_name)
+    before, inner, head = parts or _cam_parts(model, layer_name)
     batch = tf.convert_to_tensor(np.asarray(image, dtype=np.float32).reshape((1,) + tuple(np.shape(image)[-3:])))
     with tf.GradientTape() as tape:
         tape.watch(batch)  # records the whole forward pass, frozen layers included
-        block_output, features = inner(batch, training=False)
+        scaled = batch
+        for layer in before:
+            scaled = layer(scaled, training=False)
+        block_output, features = inner(scaled, training=False)
         for layer in head[:-1]:
             features = layer(features, training=False)
         last = head[-1]
@@ -83,7 +96,7 @@ def grad_cam(model: "keras.Model", image: np.ndarray, *, layer_name: str = model
 
 def resize_heatmap(heatmap: np.ndarray, height: int, width: int) -> np.ndarray:
     """Stretch a heatmap to an image's size (bilinear), kept in [0, 1]."""
-    import tensorflow as tf
+    import tensorflow as tf  # here, not at the top: TensorFlow takes seconds to load
 
     resized = tf.image.resize(np.asarray(heatmap, dtype=np.float32)[..., None], (height, width), method="bilinear")
     return np.clip(resized.numpy()[..., 0], 0.0, 1.0)
@@ -92,8 +105,6 @@ def resize_heatmap(heatmap: np.ndarray, height: int, width: int) -> np.ndarray:
 def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.4,
                     colormap: str = "jet") -> np.ndarray:
     """The image (uint8 RGB) with the heatmap in colour on top, same size as the image."""
-    from matplotlib import colormaps
-
     image = np.asarray(image)
     full = resize_heatmap(heatmap, image.shape[0], image.shape[1])
     coloured = colormaps[colormap](full)[..., :3] * 255.0
@@ -116,22 +127,16 @@ class GradCamResult:
         return f"{name}{self.predicted_name} (p={self.probability:.2f})"
 
 
-def grad_cam_files(paths: Iterable[str | Path], settings: Settings, run_dir: str | Path | None = None, *,
-                   model: "keras.Model | None" = None,
+def grad_cam_files(paths: Iterable[str | Path], run: runs.Run, *,
                    layer_name: str = model_module.LAST_CONV_BLOCK) -> list[GradCamResult]:
-    """Grad-CAM for image files or folders with a run's best model (default: the latest run)."""
-    from hello_dl import evaluate, pipeline
-
+    """Grad-CAM for image files or folders with a run's best model and settings."""
+    model, settings = run.model, run.settings
     files = evaluate.find_images(paths)
-    if model is None:
-        run_dir = Path(run_dir) if run_dir is not None else evaluate.latest_run(settings)
-        settings = evaluate.settings_for_run(run_dir, settings)
-        model = evaluate.load_run_model(run_dir)
     parts = _cam_parts(model, layer_name)
     results = []
     for file in files:
         image = np.asarray(pipeline.load_for_model(file, settings))
-        heatmap, probability = grad_cam(model, pipeline.preprocess(image), layer_name=layer_name, parts=parts)
+        heatmap, probability = grad_cam(model, image, layer_name=layer_name, parts=parts)
         label = int(evaluate.classify([probability], settings)[0])
         results.append(GradCamResult(Path(file), image, heatmap, heatmap_overlay(image, heatmap), probability,
                                      settings.class_names[label]))
@@ -140,8 +145,8 @@ def grad_cam_files(paths: Iterable[str | Path], settings: Settings, run_dir: str
 
 # --- t-SNE --------------------------------------------------------------------------------------------
 def penultimate_features(model: "keras.Model", images: np.ndarray, batch_size: int = 16) -> np.ndarray:
-    """The Dense 256 ("features") activations for model inputs in [-1, 1]."""
-    import keras
+    """The Dense 256 ("features") activations for model inputs (0-255 images)."""
+    import keras  # here, not at the top: TensorFlow takes seconds to load
 
     extractor = keras.Model(model.inputs, model.get_layer(model_module.FEATURES_LAYER).output)
     return np.asarray(extractor.predict(images, batch_size=batch_size, verbose=0))
@@ -160,10 +165,6 @@ class TsneResult:
 def tsne_features(model: "keras.Model", settings: Settings, splits: Sequence[str] = ("train", "val"), *,
                   perplexity: float | None = None) -> TsneResult:
     """t-SNE (scikit-learn, seeded) of the penultimate features of the labelled images of ``splits``."""
-    from sklearn.manifold import TSNE
-
-    from hello_dl import pipeline
-
     images, labels, roles, files = [], [], [], []
     for split in splits:
         arrays = pipeline.load_split_arrays(settings, split)
@@ -173,7 +174,7 @@ def tsne_features(model: "keras.Model", settings: Settings, splits: Sequence[str
         roles += [split] * int(known.sum())
         files += [f for f, k in zip(arrays.files, known) if k]
     stacked = np.concatenate(images)
-    features = penultimate_features(model, pipeline.preprocess(stacked), settings.batch_size)
+    features = penultimate_features(model, stacked, settings.batch_size)
     count = len(features)
     # t-SNE needs perplexity < number of points; ~a third of them suits a few dozen images.
     perplexity = perplexity or float(max(2.0, min(30.0, (count - 1) / 3.0)))
@@ -189,8 +190,6 @@ def tsne_features(model: "keras.Model", settings: Settings, splits: Sequence[str
 # --- the size shortcut -------------------------------------------------------------------------------
 def image_size_features(files: Sequence[str | Path]) -> np.ndarray:
     """Width, height and aspect ratio (width / height) of each file, read from the file itself."""
-    from hello_dl.images import image_info
-
     rows = []
     for file in files:
         width, height, _ = image_info(file)
@@ -238,22 +237,11 @@ class ShortcutResult:
         return "\n".join(lines)
 
 
-def shortcut_check(settings: Settings, cnn_accuracy: float | None = None, *, run_dir: str | Path | None = None,
-                   folds: int = 5) -> ShortcutResult:
-    """Cross-validate a tiny size-only classifier on TRAIN; compare with the CNN's accuracy.
+def shortcut_check(settings: Settings, cnn_accuracy: float | None = None, *, folds: int = 5) -> ShortcutResult:
+    """Cross-validate a tiny size-only classifier on TRAIN; compare with the CNN's accuracy (if given).
 
-    The CNN's validation accuracy is ``cnn_accuracy``, or read from ``run_dir``'s metrics.json.
+    ``cnn_accuracy`` is the network's validation accuracy, e.g. ``run.metrics["val_accuracy"]``.
     """
-    import json
-
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.tree import DecisionTreeClassifier
-
-    from hello_dl.dataset import scan
-
-    if cnn_accuracy is None and run_dir is not None and (Path(run_dir) / "metrics.json").is_file():
-        cnn_accuracy = json.loads((Path(run_dir) / "metrics.json").read_text()).get("val_accuracy")
-
     index = scan(settings)
     features = image_size_features(index.train.files)
     labels = np.asarray(index.train.labels, dtype=int)

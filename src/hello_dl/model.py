@@ -1,8 +1,13 @@
 """The classifier: Keras' InceptionV3 without its top, plus a small new head.
 
-    image (size x size x 3, scaled to [-1, 1])
+    image (size x size x 3, plain RGB pixel values 0-255)
+      -> "scale_pixels_to_minus1_1": x / 127.5 - 1, InceptionV3's own input range (a Rescaling layer)
       -> InceptionV3 base (ImageNet weights, or none)
       -> global average pooling -> Dense 256 ReLU ("features") -> Dropout 0.5 -> Dense 1 sigmoid
+
+The scaling is a layer of the model, as in the Keras transfer-learning guide, so a saved
+``best_model.keras`` takes plain 0-255 images: nobody using it can forget the scaling, or scale to
+[0, 1] as the paper's notebook did. (The resize is not a layer: see ``pipeline.load_for_model``.)
 
 The output is the probability of class 1 (abdomen). With pretrained weights the base is called
 with ``training=False``, as in the Keras transfer-learning guide, and its BatchNorm layers stay
@@ -19,13 +24,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
+import numpy as np
+
 from hello_dl import weights as weights_module
 from hello_dl.errors import WeightsError
+from hello_dl.runs import PIXEL_SCALING_LAYER, pixel_scaling_layer
 from hello_dl.settings import Settings, SettingsError
 
 if TYPE_CHECKING:  # pragma: no cover
-    import keras
-    import tensorflow as tf
+    import keras  # here, not at the top: TensorFlow takes seconds to load
+    import tensorflow as tf  # here, not at the top: TensorFlow takes seconds to load
 
 BASE_NAME = "inception_v3"
 FEATURES_LAYER = "features"  # the penultimate Dense layer (t-SNE uses its output)
@@ -39,7 +47,7 @@ def strategy(devices: Sequence[str] | None = None) -> "tf.distribute.Strategy":
     ``devices`` defaults to the visible GPUs; tests pass logical CPU devices to exercise the
     multi-replica path on a machine without GPUs.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # here, not at the top: TensorFlow takes seconds to load
 
     if devices is None:
         devices = [device.name for device in tf.config.list_logical_devices("GPU")]
@@ -55,7 +63,7 @@ def build_model(settings: Settings, distribution: "tf.distribute.Strategy | None
     Training code freezes or unfreezes the base afterwards with :func:`freeze_base` /
     :func:`unfreeze_base`. ``distribution`` defaults to :func:`strategy`.
     """
-    import keras
+    import keras  # here, not at the top: TensorFlow takes seconds to load
 
     weights_path = weights_module.resolve_weights(settings)
     pretrained = weights_path is not None
@@ -66,8 +74,9 @@ def build_model(settings: Settings, distribution: "tf.distribute.Strategy | None
         if not pretrained:
             set_batchnorm_momentum(base, settings.bn_momentum_from_scratch)
         inputs = keras.Input(shape=(size, size, 3), name="image")
+        x = pixel_scaling_layer()(inputs)
         # Pretrained: BatchNorm must keep its ImageNet statistics, even once the base is unfrozen.
-        x = base(inputs, training=False) if pretrained else base(inputs)
+        x = base(x, training=False) if pretrained else base(x)
         x = keras.layers.GlobalAveragePooling2D(name="average_pool")(x)
         x = keras.layers.Dense(settings.dense_units, activation="relu", name=FEATURES_LAYER)(x)
         if settings.dropout > 0:
@@ -90,8 +99,18 @@ def describe_start(settings: Settings) -> str:
             "and more epochs are needed than with ImageNet weights.")
 
 
+def describe_input(model: "keras.Model") -> str:
+    """In plain words, what the model takes and what its scaling layer makes of it (computed by the layer)."""
+    layer = model.get_layer(PIXEL_SCALING_LAYER)
+    black, grey, white = np.asarray(layer(np.array([[0.0, 127.5, 255.0]], dtype="float32")))[0]
+    size = model.input_shape[1]
+    return (f"The model takes {size}x{size} colour images with plain pixel values 0-255. Its first layer, "
+            f"{PIXEL_SCALING_LAYER!r}, turns black (0) into {black:g}, mid-grey (127.5) into {grey:g} and white "
+            f"(255) into {white:g}: the range InceptionV3 was trained with.")
+
+
 def _inception_base(size: int, weights_path: str | None) -> "keras.Model":
-    import keras
+    import keras  # here, not at the top: TensorFlow takes seconds to load
 
     try:
         return keras.applications.InceptionV3(include_top=False, weights=weights_path,
@@ -111,7 +130,7 @@ def set_batchnorm_momentum(base: "keras.Model", momentum: float) -> None:
     Measured on this dataset at 150 px: with 0.99 the moving statistics had not caught up after
     10 epochs and every validation image got the same prediction; with 0.5 validation reached 100%.
     """
-    import keras
+    import keras  # here, not at the top: TensorFlow takes seconds to load
 
     for layer in base.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -120,7 +139,7 @@ def set_batchnorm_momentum(base: "keras.Model", momentum: float) -> None:
 
 def compile_model(model: "keras.Model", learning_rate: float, steps_per_execution: int = 1) -> None:
     """Adam + binary cross-entropy, with accuracy and ROC AUC, under the model's strategy."""
-    import keras
+    import keras  # here, not at the top: TensorFlow takes seconds to load
 
     with model.distribute_strategy.scope():
         model.compile(
@@ -151,7 +170,7 @@ def keeps_batchnorm_statistics(model: "keras.Model") -> bool:
 
 
 def current_learning_rate(model: "keras.Model") -> float:
-    import keras
+    import keras  # here, not at the top: TensorFlow takes seconds to load
 
     return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
 
@@ -185,7 +204,7 @@ def unfreeze_base(model: "keras.Model", from_layer: str | None = None,
     lower one. In a pretrained model the BatchNorm layers stay frozen (inference mode), so the
     ImageNet statistics survive fine-tuning on a few dozen images.
     """
-    import keras
+    import keras  # here, not at the top: TensorFlow takes seconds to load
 
     rate = current_learning_rate(model) if learning_rate is None else learning_rate
     base = base_model(model)
@@ -224,8 +243,6 @@ class ParameterCounts:
 
 def trainable_summary(model: "keras.Model") -> ParameterCounts:
     """Trainable vs frozen parameter counts; ``print()`` it for one readable sentence."""
-    import numpy as np
-
     def count(variables) -> int:
         return int(sum(int(np.prod(v.shape)) for v in variables))
 
@@ -233,8 +250,8 @@ def trainable_summary(model: "keras.Model") -> ParameterCounts:
 
 
 __all__ = [
-    "BASE_NAME", "FEATURES_LAYER", "LAST_CONV_BLOCK", "OUTPUT_LAYER", "ParameterCounts", "base_model",
-    "build_model", "compile_model", "describe_start", "freeze_base", "keeps_batchnorm_statistics",
+    "BASE_NAME", "FEATURES_LAYER", "LAST_CONV_BLOCK", "OUTPUT_LAYER", "PIXEL_SCALING_LAYER", "ParameterCounts",
+    "base_model", "build_model", "compile_model", "describe_input", "describe_start", "freeze_base", "keeps_batchnorm_statistics",
     "set_batchnorm_momentum", "strategy",
     "trainable_summary", "unfreeze_base",
 ]

@@ -3,8 +3,12 @@
 For each split::
 
     files ─► images.load_image + resize (once, in Python) ─► in-memory uint8 cache
-          ─► tf.data: [shuffle with the seed] ─► batch ─► [augment] ─► preprocess to [-1, 1] ─► prefetch
+          ─► tf.data: [shuffle with the seed] ─► batch ─► [augment] ─► float32, still 0-255 ─► prefetch
                        (training only)                     (training only)
+
+The scaling to [-1, 1] that InceptionV3 expects is **not** done here: it is the first layer of the
+model itself (:mod:`hello_dl.model`), so a saved model takes plain 0-255 RGB images and nobody
+can feed it wrongly scaled pixels.
 
 Why decode in Python and not with ``tf.io.decode_image``: a radiology kit must read 16-bit
 PNGs, palette and CMYK files, transparency and DICOM, and it must read them **exactly the
@@ -15,12 +19,10 @@ validation, prediction, Grad-CAM and previews, goes through :func:`hello_dl.imag
 once; the decoded, resized uint8 arrays are kept in memory (the dataset is tiny: 75 images at
 299x299 are about 20 MB) and everything after that is built from TensorFlow/Keras utilities:
 ``tf.data.Dataset.from_tensor_slices``, ``shuffle`` (seeded), ``batch``, ``cache``,
-``prefetch``, Keras preprocessing layers for augmentation and
-``keras.applications.inception_v3.preprocess_input`` for the scaling.
+``prefetch``, and Keras preprocessing layers for augmentation.
 
 Rules the original notebooks broke and this module keeps:
 
-* InceptionV3 expects pixels scaled to **[-1, 1]** (its own ``preprocess_input``), not [0, 1].
 * **Only training batches are augmented**; validation and test data never are.
 * **Every validation image is used every epoch** (no ``drop_remainder``, no fixed step count
   that skips images).
@@ -51,9 +53,12 @@ from hello_dl.errors import DataError
 from hello_dl.images import load_image, resize_image
 from hello_dl.settings import Settings
 
+#: Class samples are shown at their own size, so even images too small for the model are drawn.
+ANY_SIZE = 0
+
 if TYPE_CHECKING:  # pragma: no cover
-    import keras
-    import tensorflow as tf
+    import keras  # here, not at the top: TensorFlow takes seconds to load
+    import tensorflow as tf  # here, not at the top: TensorFlow takes seconds to load
 
 #: Label used in arrays for images whose class is unknown (a flat TEST/ folder).
 UNKNOWN_LABEL = -1
@@ -69,7 +74,12 @@ def _decoded(path: str, mtime_ns: int, size_bytes: int, image_size: int, keep_as
 
 
 def load_for_model(path: str | Path, settings: Settings) -> np.ndarray:
-    """One file as the model sees it before scaling: ``(size, size, 3)`` uint8 (cached, read-only)."""
+    """One file as the model takes it: ``(size, size, 3)`` uint8 RGB, 0-255 (cached, read-only).
+
+    The resize stays here, in the one loader, rather than in a model layer: padding that keeps the
+    aspect ratio and Pillow's antialiased resize are then identical for training and inference,
+    and every batch has the model's fixed shape.
+    """
     path = Path(path)
     try:
         info = os.stat(path)
@@ -100,32 +110,16 @@ def clear_cache() -> None:
     _decoded.cache_clear()
 
 
-# --- scaling and augmentation -----------------------------------------------------------------------
-def preprocess(images):
-    """Scale pixel values 0-255 (uint8 or float) to [-1, 1] float32 the way InceptionV3 expects.
-
-    Accepts a NumPy array (returns a new NumPy array; the input is never changed) or a
-    TensorFlow tensor (returns a tensor, usable inside ``tf.data``).
-    """
-    from keras.applications.inception_v3 import preprocess_input
-
-    import tensorflow as tf
-
-    if tf.is_tensor(images):
-        return preprocess_input(tf.cast(images, tf.float32))
-    return preprocess_input(np.array(images, dtype=np.float32, copy=True))
-
-
+# --- augmentation ------------------------------------------------------------------------------------
 def augmentation_layers(settings: Settings) -> "keras.Sequential":
     """The training-time augmentation as Keras preprocessing layers, ranges from the settings.
 
     Rotation ±``rotation_degrees``, shifts ±``width_shift``/``height_shift`` of the size,
     shear ±``shear``, zoom ±``zoom``, and a horizontal flip if ``horizontal_flip``. Each layer
-    gets its own seed derived from ``settings.seed``. Expects pixels in 0-255 (before
-    :func:`preprocess`). Layers with a range of 0 are left out; with nothing left, the model
-    passes images through unchanged.
+    gets its own seed derived from ``settings.seed``. Works on pixels in 0-255. Layers with a
+    range of 0 are left out; with nothing left, the model passes images through unchanged.
     """
-    import keras
+    import keras  # here, not at the top: TensorFlow takes seconds to load
 
     fill = {"fill_mode": "constant", "fill_value": 0.0}
     seed = int(settings.seed)
@@ -152,7 +146,7 @@ def augmentation_layers(settings: Settings) -> "keras.Sequential":
 class Datasets:
     """Training and validation data ready for ``model.fit`` plus what the notebooks show about them."""
 
-    train: "tf.data.Dataset"  # (images float32 [-1, 1], labels float32 (batch, 1)); shuffled, augmented
+    train: "tf.data.Dataset"  # (images float32 0-255, labels float32 (batch, 1)); shuffled, augmented
     val: "tf.data.Dataset"  # same shapes; never shuffled or augmented, every image every epoch
     class_info: ClassInfo
     train_files: list[Path]
@@ -195,7 +189,7 @@ class Datasets:
             total = self.train_count if role == "train" else self.val_count
             lines.append(f"{role.capitalize():<6}{total} images ({per_class}), "
                          f"{self.train_steps if role == 'train' else self.val_steps} batches of up to {self.batch_size}")
-        lines.append(f"Images: {self.image_size}x{self.image_size}, scaled to [-1, 1]; "
+        lines.append(f"Images: {self.image_size}x{self.image_size} RGB, 0-255 (the model scales them to [-1, 1]); "
                      f"augmentation {'on (training only)' if self.augmented else 'off'}")
         return "\n".join(lines)
 
@@ -209,17 +203,20 @@ def make_dataset(images_uint8: np.ndarray, labels: np.ndarray, settings: Setting
     """A batched tf.data pipeline over in-memory uint8 images (see the module notes).
 
     ``training=True`` shuffles (seeded, reshuffled every epoch) and, if ``augment`` (default:
-    ``settings.augment``), augments; ``training=False`` keeps the order and never augments.
+    ``settings.augment``), augments; ``training=False`` keeps the order and never augments. Images
+    come out as float32 in 0-255 (the model scales them itself).
     """
-    import tensorflow as tf
+    import tensorflow as tf  # here, not at the top: TensorFlow takes seconds to load
+
+    def as_float(x, y):
+        return tf.cast(x, tf.float32), y
 
     augment = settings.augment if augment is None else augment
     targets = np.asarray(labels, dtype=np.float32).reshape(-1, 1)
     data = tf.data.Dataset.from_tensor_slices((images_uint8, targets))
     if not training:
-        scaled = data.batch(settings.batch_size).map(lambda x, y: (preprocess(x), y),
-                                                    num_parallel_calls=tf.data.AUTOTUNE)
-        return scaled.cache().prefetch(tf.data.AUTOTUNE)
+        return data.batch(settings.batch_size).map(as_float, num_parallel_calls=tf.data.AUTOTUNE).cache() \
+            .prefetch(tf.data.AUTOTUNE)
     data = data.shuffle(max(1, len(targets)), seed=int(settings.seed), reshuffle_each_iteration=True)
     data = data.batch(settings.batch_size)
     if augment:
@@ -227,7 +224,8 @@ def make_dataset(images_uint8: np.ndarray, labels: np.ndarray, settings: Setting
         # Sequential on purpose: the layers draw from seeded random state, and parallel calls
         # would take those draws in a different order on every run.
         data = data.map(lambda x, y: (augmenter(tf.cast(x, tf.float32), training=True), y))
-    data = data.map(lambda x, y: (preprocess(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        data = data.map(as_float, num_parallel_calls=tf.data.AUTOTUNE)
     return data.prefetch(tf.data.AUTOTUNE)
 
 
@@ -252,18 +250,9 @@ def build_datasets(settings: Settings) -> Datasets:
     )
 
 
-def prepare_images(paths: Iterable[str | Path], settings: Settings) -> np.ndarray:
-    """Files → ``(N, size, size, 3)`` float32 in [-1, 1], ready for ``model.predict``.
-
-    Exactly the validation path (same loader, resize and scaling), so a prediction on a file
-    equals the prediction the validation set produced for it.
-    """
-    return preprocess(load_images(paths, settings))
-
-
 @dataclass
 class SplitArrays:
-    """One split in memory: uint8 images (before scaling), labels (-1 = unknown) and file paths."""
+    """One split in memory: uint8 images as the model takes them, labels (-1 = unknown) and file paths."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -274,7 +263,7 @@ class SplitArrays:
 def load_split_arrays(settings: Settings, split: str = "val") -> SplitArrays:
     """The images of ``train``, ``val`` or ``test`` as arrays (for t-SNE, Grad-CAM, galleries).
 
-    Images are uint8 ``(N, size, size, 3)``; pass them through :func:`preprocess` before the model.
+    Images are uint8 ``(N, size, size, 3)``, 0-255: the model takes them as they are.
     """
     index = dataset_module.scan(settings)
     chosen = index.split(split)
@@ -282,7 +271,50 @@ def load_split_arrays(settings: Settings, split: str = "val") -> SplitArrays:
                        list(chosen.files), index.class_info)
 
 
+# --- what the lessons show about the data ------------------------------------------------------------
+@dataclass
+class Sample:
+    """One image file and its picture at its own size (for :func:`hello_dl.plots.plot_sample_grid`)."""
+
+    file: Path
+    image: np.ndarray  # (height, width, 3) uint8, not resized
+
+    @property
+    def caption(self) -> str:
+        return self.file.name
+
+
+def class_samples(settings: Settings, split: str = "train", per_class: int = 4) -> dict[str, list[Sample]]:
+    """The first ``per_class`` images of each class in a split, loaded at their own size."""
+    chosen = dataset_module.scan(settings).split(split)
+    out: dict[str, list[Sample]] = {name: [] for name in settings.class_names}
+    for path, label in zip(chosen.files, chosen.labels):
+        if label is not None and len(out[settings.class_names[label]]) < per_class:
+            out[settings.class_names[label]].append(Sample(Path(path), load_image(path, min_side=ANY_SIZE)))
+    return out
+
+
+def augmentation_examples(image: str | Path | np.ndarray, settings: Settings, *, count: int = 8,
+                          seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One training image as the network gets it, and ``count`` random augmentations of it (uint8).
+
+    ``image`` is a file or an image array of any size (resized like every training image).
+    ``seed`` (default: ``settings.seed``) picks which random versions come out.
+    """
+    import tensorflow as tf  # here, not at the top: TensorFlow takes seconds to load
+
+    if isinstance(image, (str, Path)):
+        original = np.asarray(load_for_model(image, settings))
+    else:
+        original = resize_image(np.asarray(image, dtype=np.uint8), settings.image_size, settings.keep_aspect_ratio)
+    augmenter = augmentation_layers(settings if seed is None else settings.replace(seed=seed))
+    batch = tf.repeat(tf.convert_to_tensor(original[None], dtype=tf.float32), count, axis=0)
+    augmented = np.asarray(augmenter(batch, training=True)).clip(0, 255).astype(np.uint8)
+    return original, augmented
+
+
 __all__ = [
-    "Datasets", "SplitArrays", "UNKNOWN_LABEL", "augmentation_layers", "build_datasets", "clear_cache",
-    "load_for_model", "load_images", "load_split_arrays", "make_dataset", "prepare_images", "preprocess",
+    "ANY_SIZE", "Datasets", "Sample", "SplitArrays", "UNKNOWN_LABEL", "augmentation_examples", "augmentation_layers",
+    "build_datasets", "class_samples", "clear_cache", "load_for_model", "load_images", "load_split_arrays",
+    "make_dataset",
 ]

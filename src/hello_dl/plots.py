@@ -1,9 +1,10 @@
-"""Every figure of the kit, in one consistent style.
+"""Every figure of the kit, in one consistent style. This module only draws.
 
-Each ``plot_*`` function returns a Matplotlib ``Figure`` (a notebook shows it when it is the
-last line of a cell) and, given ``save_path``, also writes it to disk atomically (PNG, or any
-format Matplotlib knows from the file's extension). Figures are built without ``pyplot``, so
-nothing is left open in the background and nothing is shown twice in a notebook.
+Each ``plot_*`` function takes arrays, histories or result objects (never a file or a folder:
+the caller loads) and returns a Matplotlib ``Figure`` (a notebook shows it when it is the last
+line of a cell). Given ``save_path``, it also writes it to disk atomically (PNG, or any format
+Matplotlib knows from the file's extension). Figures are built without ``pyplot``, so nothing is
+left open in the background and nothing is shown twice in a notebook.
 
 Colours are fixed per class (chest blue, abdomen vermillion, both readable for colour-blind
 viewers), training curves are solid and validation curves dashed, everywhere.
@@ -12,11 +13,16 @@ viewers), training curves are solid and validation curves dashed, everywhere.
 from __future__ import annotations
 
 import functools
-import os
+import io
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+import matplotlib
 import numpy as np
+from matplotlib.figure import Figure
+from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay, roc_auc_score
+
+from hello_dl.runs import write_atomic
 
 #: One colour per class index (Okabe-Ito palette: safe for colour-blind viewers).
 CLASS_COLOURS = ("#0072B2", "#D55E00")
@@ -40,19 +46,12 @@ STYLE = {
 }
 
 
-def save_figure(figure, path: str | Path) -> Path:
-    """Write ``figure`` to ``path`` atomically (temporary file, then rename): never a half-written PNG."""
+def save_figure(figure: Figure, path: str | Path) -> Path:
+    """Write ``figure`` to ``path`` atomically (:func:`hello_dl.runs.write_atomic`): never a half-written PNG."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fmt = path.suffix.lstrip(".").lower() or "png"
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.{fmt}")
-    try:
-        figure.savefig(temporary, format=fmt)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-    return path
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=path.suffix.lstrip(".").lower() or "png")
+    return write_atomic(path, buffer.getvalue())
 
 
 def _styled(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -60,8 +59,6 @@ def _styled(function: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(function)
     def wrapper(*args, save_path: str | Path | None = None, **kwargs):
-        import matplotlib
-
         with matplotlib.rc_context(STYLE):
             figure = function(*args, **kwargs)
             if save_path is not None:
@@ -71,22 +68,8 @@ def _styled(function: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _new_figure(width: float, height: float):
-    from matplotlib.figure import Figure
-
+def _new_figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), layout="constrained")
-
-
-def _as_image(item: Any) -> np.ndarray:
-    """A path (loaded with the kit's one image loader) or an array, as something imshow can draw."""
-    if isinstance(item, (str, Path)):
-        from hello_dl.images import load_image
-
-        return load_image(item, min_side=0)
-    array = np.asarray(item)
-    if array.dtype != np.uint8 and array.size and array.min() < 0:  # model input in [-1, 1]
-        array = ((array + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
-    return array
 
 
 def _image_axis(axis, image: np.ndarray, title: str = "", colour: str | None = None) -> None:
@@ -101,22 +84,12 @@ def _image_axis(axis, image: np.ndarray, title: str = "", colour: str | None = N
 
 
 # --- data ----------------------------------------------------------------------------------------
-def class_samples(settings, split: str = "train", per_class: int = 4) -> dict[str, list[Path]]:
-    """The first ``per_class`` files of each class in a split, for :func:`plot_sample_grid`."""
-    from hello_dl.dataset import scan
-
-    chosen = scan(settings).split(split)
-    out: dict[str, list[Path]] = {name: [] for name in settings.class_names}
-    for path, label in zip(chosen.files, chosen.labels):
-        if label is not None and len(out[settings.class_names[label]]) < per_class:
-            out[settings.class_names[label]].append(path)
-    return out
-
-
 @_styled
 def plot_sample_grid(samples: Mapping[str, Sequence[Any]], *, per_class: int = 4, title: str | None = None):
-    """One row per class with a few of its images (paths or arrays), each titled with its size.
+    """One row per class with a few of its images, each titled with its size.
 
+    ``samples``: class name → images, each an array (grey or RGB; uint8, or floats in 0..1) or an
+    object with ``.image`` and ``.caption`` (as :func:`hello_dl.pipeline.class_samples` returns).
     Sizes are shown on purpose: on the tutorial data they nearly give the class away.
     """
     names = list(samples)
@@ -130,10 +103,10 @@ def plot_sample_grid(samples: Mapping[str, Sequence[Any]], *, per_class: int = 4
             if column >= len(items):
                 axis.set_visible(False)
                 continue
-            image = _as_image(items[column])
-            label = Path(items[column]).name if isinstance(items[column], (str, Path)) else ""
+            image = np.asarray(getattr(items[column], "image", items[column]))
+            caption = getattr(items[column], "caption", "")
             size = f"{image.shape[1]}x{image.shape[0]} px"
-            _image_axis(axis, image, f"{_short(label)}\n{size}" if label else size)
+            _image_axis(axis, image, f"{_short(caption)}\n{size}" if caption else size)
         axes[row, 0].set_ylabel(name, fontsize=11, color=CLASS_COLOURS[row % len(CLASS_COLOURS)])
         axes[row, 0].yaxis.label.set_visible(True)
     figure.suptitle(title or "Sample images per class")
@@ -180,40 +153,30 @@ def plot_image_sizes(result: Any, *, title: str | None = None):
 
 
 @_styled
-def plot_augmentation_preview(image: Any, settings, *, count: int = 8, seed: int | None = None):
-    """One training image and ``count`` random augmentations of it (what the network sees)."""
-    import tensorflow as tf
+def plot_augmentation_preview(original: Any, augmented: Sequence[Any], *, title: str | None = None):
+    """One training image and random augmentations of it (what the network sees).
 
-    from hello_dl import pipeline
-    from hello_dl.images import resize_image
-
-    if isinstance(image, (str, Path)):
-        original = np.asarray(pipeline.load_for_model(image, settings))
-    else:
-        original = resize_image(np.asarray(image, dtype=np.uint8), settings.image_size, settings.keep_aspect_ratio)
-    augmenter = pipeline.augmentation_layers(settings if seed is None else settings.replace(seed=seed))
-    batch = tf.repeat(tf.convert_to_tensor(original[None], dtype=tf.float32), count, axis=0)
-    augmented = np.asarray(augmenter(batch, training=True)).clip(0, 255).astype(np.uint8)
+    ``original``: the image as the network gets it (uint8); ``augmented``: versions of it, as
+    :func:`hello_dl.pipeline.augmentation_examples` makes them.
+    """
+    count = len(augmented)
     columns = min(5, count + 1)
     rows = int(np.ceil((count + 1) / columns))
     figure = _new_figure(2.2 * columns, 2.3 * rows)
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
-    _image_axis(axes[0], original, "original")
+    _image_axis(axes[0], np.asarray(original), "original")
     for index, axis in enumerate(axes[1:]):
         if index < count:
-            _image_axis(axis, augmented[index], f"augmented {index + 1}")
+            _image_axis(axis, np.asarray(augmented[index]), f"augmented {index + 1}")
         else:
             axis.set_visible(False)
-    figure.suptitle("Data augmentation: random rotation, shift, shear, zoom and flip (training only)")
+    figure.suptitle(title or "Data augmentation: random rotation, shift, shear, zoom and flip (training only)")
     return figure
 
 
 # --- training ------------------------------------------------------------------------------------------
 def _history(source: Any) -> dict[str, list]:
-    if isinstance(source, (str, Path)):
-        from hello_dl.train import load_history
-
-        return load_history(source)
+    """A dict of per-epoch lists, from such a dict or a Keras ``History``."""
     if hasattr(source, "history") and isinstance(source.history, Mapping):  # keras History
         return {key: list(value) for key, value in source.history.items()}
     return {key: list(value) for key, value in dict(source).items()}
@@ -235,7 +198,7 @@ def phase_boundaries(history: Mapping[str, list]) -> list[float]:
 def plot_training_curves(history: Any, *, title: str | None = None):
     """Loss and accuracy per epoch, training (solid) vs validation (dashed), phase change marked.
 
-    ``history``: a run folder, its ``history.json``, a Keras ``History`` or a dict of lists.
+    ``history``: a dict of per-epoch lists (``run.history``) or a Keras ``History``.
     """
     history = _history(history)
     epochs = _epochs(history)
@@ -270,7 +233,10 @@ def plot_training_curves(history: Any, *, title: str | None = None):
 @_styled
 def plot_group_comparison(histories: Mapping[str, Any], *, metrics: Sequence[str] = ("val_loss", "val_accuracy"),
                           title: str | None = None):
-    """Validation curves of several runs (e.g. experiment groups 1A/1B/2A/2B) on shared axes."""
+    """Validation curves of several runs (e.g. experiment groups 1A/1B/2A/2B) on shared axes.
+
+    ``histories``: label → a dict of per-epoch lists or a Keras ``History``.
+    """
     figure = _new_figure(5 * len(metrics), 3.8)
     axes = np.atleast_1d(figure.subplots(1, len(metrics)))
     for index, (name, source) in enumerate(histories.items()):
@@ -294,19 +260,19 @@ def plot_group_comparison(histories: Mapping[str, Any], *, metrics: Sequence[str
 @_styled
 def plot_roc(y_true: Sequence[int], y_score: Sequence[float], *, title: str | None = None,
              positive_name: str = "abdomen"):
-    """ROC curve with its area (AUC); the diagonal is a coin toss."""
-    from sklearn.metrics import roc_auc_score, roc_curve
-
+    """ROC curve with its area (AUC); the diagonal is a coin toss (scikit-learn's RocCurveDisplay)."""
     y_true = np.asarray(y_true).astype(int).ravel()
     y_score = np.asarray(y_score, dtype=float).ravel()
     figure = _new_figure(4.6, 4.4)
     axis = figure.subplots()
-    axis.plot([0, 1], [0, 1], ":", color="gray", label="chance (AUC 0.50)")
+    chance = {"color": "gray", "linestyle": ":", "label": "chance (AUC 0.50)"}
     if len(np.unique(y_true)) == 2:
-        fpr, tpr, _ = roc_curve(y_true, y_score)
-        axis.plot(fpr, tpr, "-", color=SERIES_COLOURS[0], linewidth=2,
-                  label=f"model (AUC {roc_auc_score(y_true, y_score):.2f})", drawstyle="steps-post")
-    else:
+        RocCurveDisplay.from_predictions(
+            y_true, y_score, pos_label=1, ax=axis, plot_chance_level=True, chance_level_kw=chance,
+            name="model", curve_kwargs={"color": SERIES_COLOURS[0], "linewidth": 2, "drawstyle": "steps-post",
+                                        "label": f"model (AUC {roc_auc_score(y_true, y_score):.2f})"})
+    else:  # RocCurveDisplay refuses one class; the kit says why instead
+        axis.plot([0, 1], [0, 1], **chance)
         axis.text(0.5, 0.4, "ROC needs images of both classes", ha="center")
     axis.set_xlim(-0.01, 1.01)
     axis.set_ylim(-0.01, 1.01)
@@ -320,18 +286,14 @@ def plot_roc(y_true: Sequence[int], y_score: Sequence[float], *, title: str | No
 
 @_styled
 def plot_confusion_matrix(matrix: Any, class_names: Sequence[str], *, title: str | None = None):
-    """Counts of true class (rows) against predicted class (columns)."""
+    """Counts of true class (rows) against predicted class (columns) (scikit-learn's ConfusionMatrixDisplay)."""
     matrix = np.asarray(matrix, dtype=int)
     figure = _new_figure(4.4, 4.0)
     axis = figure.subplots()
-    axis.imshow(matrix, cmap="Blues", vmin=0, vmax=max(1, matrix.max()))
+    display = ConfusionMatrixDisplay(matrix, display_labels=list(class_names))
+    display.plot(ax=axis, cmap="Blues", colorbar=False, values_format="d",
+                 im_kw={"vmin": 0, "vmax": max(1, int(matrix.max()))}, text_kw={"fontsize": 14})
     axis.grid(False)
-    for (row, column), count in np.ndenumerate(matrix):
-        axis.text(column, row, str(count), ha="center", va="center", fontsize=14,
-                  color="white" if count > matrix.max() / 2 else "black")
-    ticks = np.arange(len(class_names))
-    axis.set_xticks(ticks, [f"{name}" for name in class_names])
-    axis.set_yticks(ticks, [f"{name}" for name in class_names])
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
     axis.set_title(title or f"Confusion matrix ({matrix.sum()} images)")
@@ -342,8 +304,8 @@ def plot_confusion_matrix(matrix: Any, class_names: Sequence[str], *, title: str
 def plot_prediction_gallery(predictions: Sequence[Any], *, columns: int = 5, title: str | None = None):
     """Each image with its predicted class and probability; green if right, red if wrong (when known).
 
-    ``predictions``: objects with ``.file``, ``.probability``, ``.display_name`` and optionally
-    ``.true_name`` (as returned by :func:`hello_dl.evaluate.predict_paths`).
+    ``predictions``: objects with ``.image`` (what the model saw), ``.file``, ``.probability``,
+    ``.display_name`` and optionally ``.true_name`` (as :func:`hello_dl.evaluate.predict_paths` returns).
     """
     count = max(1, len(predictions))
     columns = max(1, min(columns, count))
@@ -356,7 +318,7 @@ def plot_prediction_gallery(predictions: Sequence[Any], *, columns: int = 5, tit
         text = f"{prediction.display_name} (p={prediction.probability:.2f})"
         if true_name:
             text += f"\ntrue: {true_name}"
-        _image_axis(axis, _as_image(prediction.file), f"{_short(Path(prediction.file).name)}\n{text}", colour)
+        _image_axis(axis, np.asarray(prediction.image), f"{_short(Path(prediction.file).name)}\n{text}", colour)
     for axis in axes[len(predictions):]:
         axis.set_visible(False)
     figure.suptitle(title or "Predictions (p = probability of abdomen)")
@@ -416,7 +378,7 @@ def _short(name: str, length: int = 22) -> str:
 
 
 __all__ = [
-    "CLASS_COLOURS", "STYLE", "class_samples", "phase_boundaries", "plot_augmentation_preview",
+    "CLASS_COLOURS", "STYLE", "phase_boundaries", "plot_augmentation_preview",
     "plot_confusion_matrix", "plot_gradcam", "plot_image_sizes", "plot_group_comparison", "plot_prediction_gallery", "plot_roc",
     "plot_sample_grid", "plot_training_curves", "plot_tsne", "save_figure",
 ]

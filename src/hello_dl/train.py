@@ -16,100 +16,27 @@ Every run writes into a new folder of its own under ``settings.output_dir``::
         metrics.json         validation loss, accuracy and AUC of the best model, timings
         evaluation.json      accuracy, AUC, confusion matrix, report (hello_dl.evaluate)
         figures/             training curves, ROC, confusion matrix, predictions
+        FINISHED             written last: only then is the run "finished" (hello_dl.runs)
 
-Nothing of an earlier run is ever overwritten. An interrupted run keeps its history and the
-best model so far.
+The folder and its file names belong to :mod:`hello_dl.runs`. Nothing of an earlier run is ever
+overwritten. An interrupted run keeps its history and the best model so far, but no FINISHED
+marker, so later lessons never pick it up as "the latest run".
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-import keras
+import keras  # at the top here: the callbacks below are Keras classes
 
-from hello_dl import environment
+from hello_dl import environment, evaluate, pipeline, plots, runs
 from hello_dl import model as model_module
-from hello_dl.errors import DataError
 from hello_dl.settings import Settings
 
-BEST_MODEL_FILE = "best_model.keras"
-HISTORY_JSON = "history.json"
-HISTORY_CSV = "history.csv"
-METRICS_FILE = "metrics.json"
-SETTINGS_FILE = "settings.json"
-FIGURES_FOLDER = "figures"
-
 PHASE_NAMES = {1: "warm-up (base frozen, new head learns)", 2: "fine-tuning (base unfrozen)"}
-
-
-# --- small file helpers ---------------------------------------------------------------------------
-def write_json(path: Path, data: Any) -> Path:
-    """Write JSON atomically: a reader never sees half a file, an interrupted write leaves the old one."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(data, indent=2, default=_plain) + "\n")
-    os.replace(temporary, path)
-    return path
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "item"):  # NumPy scalars
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)
-
-
-def new_run_dir(settings: Settings, now: datetime | None = None) -> Path:
-    """A new, empty folder for one run: ``<output_dir>/<timestamp>_<profile>[_<group>]``.
-
-    If that name is taken (two runs in the same second), ``-2``, ``-3``... is appended; an
-    existing folder is never reused.
-    """
-    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
-    name = "_".join(part for part in (stamp, settings.profile, settings.experiment_group) if part)
-    parent = Path(settings.output_dir)
-    parent.mkdir(parents=True, exist_ok=True)
-    for attempt in range(1, 1000):
-        candidate = parent / (name if attempt == 1 else f"{name}-{attempt}")
-        try:
-            candidate.mkdir()
-        except FileExistsError:
-            continue
-        (candidate / FIGURES_FOLDER).mkdir()
-        return candidate
-    raise DataError(f"Could not create a new run folder in {parent}: too many runs named {name}.")
-
-
-def load_history(source: str | Path) -> dict[str, list]:
-    """The per-epoch history of a run (folder, ``history.json`` or ``history.csv``) as lists.
-
-    Epochs are numbered from 1. Falls back to the CSV when the JSON is missing.
-    """
-    source = Path(source)
-    folder = source if source.is_dir() else source.parent
-    json_path = source if source.suffix == ".json" else folder / HISTORY_JSON
-    csv_path = source if source.suffix == ".csv" else folder / HISTORY_CSV
-    if json_path.is_file():
-        return json.loads(json_path.read_text())
-    if csv_path.is_file():
-        with open(csv_path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        history: dict[str, list] = {}
-        for row in rows:
-            for key, value in row.items():
-                number = float(value)
-                history.setdefault(key, []).append(int(number) + 1 if key == "epoch" else number)
-        return history
-    raise DataError(f"No training history in {folder}: expected {HISTORY_JSON} or {HISTORY_CSV}. "
-                    "Is this a run folder written by `hello-dl train`?")
 
 
 # --- callbacks --------------------------------------------------------------------------------------
@@ -144,19 +71,24 @@ class JsonHistory(keras.callbacks.Callback):
         row["seconds"] = round(time.perf_counter() - self._started, 3)
         for key, value in row.items():
             self.history.setdefault(key, []).append(value)
-        write_json(self.path, self.history)
+        runs.write_json(self.path, self.history)
 
 
-def callbacks_for_phase(phase: int, run_dir: Path, settings: Settings, shared: dict) -> list:
-    """The Keras callbacks of one phase; ``shared`` keeps the ones whose memory spans both phases."""
+def callbacks_for_phase(phase: int, run_dir: Path, settings: Settings, shared: dict,
+                        extra: Sequence[keras.callbacks.Callback] = ()) -> list:
+    """The Keras callbacks of one phase; ``shared`` keeps the ones whose memory spans both phases.
+
+    ``extra`` callbacks come first, so they see each epoch before the kit saves anything (a timer
+    then measures the epoch, not the writing of the model).
+    """
     if "checkpoint" not in shared:
         # One checkpoint for both phases: it keeps the best validation loss seen so far, so
         # phase 2 only replaces the saved model if it really does better.
         shared["checkpoint"] = keras.callbacks.ModelCheckpoint(
-            str(run_dir / BEST_MODEL_FILE), monitor="val_loss", mode="min", save_best_only=True)
-        shared["history"] = JsonHistory(run_dir / HISTORY_JSON)
-        shared["csv"] = keras.callbacks.CSVLogger(str(run_dir / HISTORY_CSV), append=True)
-    callbacks = [PhaseColumn(phase), shared["history"], shared["csv"], shared["checkpoint"]]
+            str(run_dir / runs.BEST_MODEL), monitor="val_loss", mode="min", save_best_only=True)
+        shared["history"] = JsonHistory(run_dir / runs.HISTORY_JSON)
+        shared["csv"] = keras.callbacks.CSVLogger(str(run_dir / runs.HISTORY_CSV), append=True)
+    callbacks = [*extra, PhaseColumn(phase), shared["history"], shared["csv"], shared["checkpoint"]]
     if settings.early_stopping_patience > 0:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", mode="min",
                                                        patience=settings.early_stopping_patience))
@@ -173,7 +105,12 @@ class TrainResult:
 
     @property
     def best_model_path(self) -> Path:
-        return self.run_dir / BEST_MODEL_FILE
+        return self.run_dir / runs.BEST_MODEL
+
+    @property
+    def run(self) -> runs.Run:
+        """The finished run, its best model already in memory."""
+        return runs.Run(self.run_dir, runs.run_settings(self.run_dir), self.model)
 
     def format(self) -> str:
         m = self.metrics
@@ -189,14 +126,14 @@ def _maybe(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
-def train(settings: Settings, *, verbose: int = 2, datasets: Any = None) -> TrainResult:
+def train(settings: Settings, *, verbose: int = 2, datasets: Any = None,
+          callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
     """Train with ``settings``: build data and model, run both phases, save and evaluate the best model.
 
     ``verbose`` is Keras' (0 silent, 1 progress bar, 2 one line per epoch). ``datasets`` may be
-    passed in (from :func:`hello_dl.pipeline.build_datasets`) to reuse them.
+    passed in (from :func:`hello_dl.pipeline.build_datasets`) to reuse them. ``callbacks`` are
+    extra Keras callbacks, used in both phases (e.g. a timer or a progress display).
     """
-    from hello_dl import evaluate, pipeline, plots
-
     started = time.perf_counter()
     environment.set_seed(settings.seed)
     say = print if verbose else (lambda *a, **k: None)
@@ -204,10 +141,9 @@ def train(settings: Settings, *, verbose: int = 2, datasets: Any = None) -> Trai
     # Data and model first: a missing dataset or weights file stops here, before a run folder exists.
     data = datasets if datasets is not None else pipeline.build_datasets(settings)
     network = model_module.build_model(settings)
-    run_dir = new_run_dir(settings)
-    write_json(run_dir / SETTINGS_FILE, json.loads(settings.to_json()))
+    run_dir = runs.create(settings)
     say(f"Run folder: {run_dir}")
-    shared: dict = {}
+    shared: dict = {"extra": tuple(callbacks)}
     timings: dict[str, float] = {"data_and_model_seconds": round(time.perf_counter() - started, 2)}
     phases = []
 
@@ -228,12 +164,12 @@ def train(settings: Settings, *, verbose: int = 2, datasets: Any = None) -> Trai
                                  shared, verbose, timings, settings.finetune_learning_rate))
 
     history = shared["history"].history if "history" in shared else {}
-    best_path = run_dir / BEST_MODEL_FILE
+    best_path = run_dir / runs.BEST_MODEL
     best = slim_best_model(run_dir, settings)
     evaluation = evaluate.evaluate_model(best, settings, split="val", datasets=data)
     evaluate.save_evaluation(evaluation, run_dir)
     plots.plot_training_curves(history, title=f"Training curves: {run_dir.name}",
-                               save_path=run_dir / FIGURES_FOLDER / "training_curves.png")
+                               save_path=run_dir / runs.FIGURES / "training_curves.png")
     timings["total_seconds"] = round(time.perf_counter() - started, 2)
 
     val_losses = history.get("val_loss", [])
@@ -260,7 +196,8 @@ def train(settings: Settings, *, verbose: int = 2, datasets: Any = None) -> Trai
         "timings": timings,
         "best_model": str(best_path),
     }
-    write_json(run_dir / METRICS_FILE, metrics)
+    runs.write_json(run_dir / runs.METRICS, metrics)
+    runs.mark_finished(run_dir)
     result = TrainResult(run_dir=run_dir, history=history, metrics=metrics, model=best)
     say(result.format())
     return result
@@ -274,15 +211,11 @@ def slim_best_model(run_dir: Path, settings: Settings):
     model is compiled afresh, so it can still be evaluated or trained further. (Reloading the
     whole model is also faster here than ``load_weights`` from a ``.keras`` file.)
     """
-    from hello_dl import evaluate
-
-    best = evaluate.load_run_model(run_dir)
+    path = run_dir / runs.BEST_MODEL
+    best = runs.load_model(path)
     model_module.compile_model(best, settings.finetune_learning_rate if settings.finetune_epochs
                                else settings.learning_rate, settings.steps_per_execution)
-    path = run_dir / BEST_MODEL_FILE
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
-    best.save(temporary)
-    os.replace(temporary, path)
+    runs.save_model(best, path)
     return best
 
 
@@ -296,7 +229,7 @@ def _fit_phase(network, data, phase: int, initial_epoch: int, epochs: int, run_d
     started = time.perf_counter()
     # shuffle=False: the training dataset already reshuffles itself every epoch (seeded).
     network.fit(data.train, validation_data=data.val, initial_epoch=initial_epoch, epochs=epochs,
-                callbacks=callbacks_for_phase(phase, run_dir, settings, shared), verbose=verbose,
+                callbacks=callbacks_for_phase(phase, run_dir, settings, shared, shared["extra"]), verbose=verbose,
                 shuffle=False)
     seconds = round(time.perf_counter() - started, 2)
     timings[f"phase{phase}_seconds"] = seconds
@@ -305,8 +238,5 @@ def _fit_phase(network, data, phase: int, initial_epoch: int, epochs: int, run_d
             "epochs_planned": epochs - initial_epoch, "learning_rate": learning_rate, "seconds": seconds}
 
 
-__all__ = [
-    "BEST_MODEL_FILE", "FIGURES_FOLDER", "HISTORY_CSV", "HISTORY_JSON", "JsonHistory", "METRICS_FILE",
-    "PhaseColumn", "SETTINGS_FILE", "TrainResult", "callbacks_for_phase", "load_history", "new_run_dir",
-    "train", "write_json",
-]
+__all__ = ["JsonHistory", "PHASE_NAMES", "PhaseColumn", "TrainResult", "callbacks_for_phase", "slim_best_model",
+           "train"]

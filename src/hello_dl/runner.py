@@ -4,7 +4,8 @@ The instructor runs this the night before a session: every ``notebooks/NN_*.ipyn
 top to bottom in a fresh Jupyter kernel (the one JupyterLab uses), with the chosen settings
 handed to the kernel as ``HELLO_DL_*`` environment variables, exactly as a participant would
 set them. The executed notebooks, every figure they drew and a one-page ``summary.md`` land in
-a new folder ``<output_dir>/tutorial-<date>-<time>/``; nothing in ``notebooks/`` is changed.
+a new folder ``<output_dir>/tutorial-<date>-<time>/`` (made by :func:`hello_dl.runs.create`);
+nothing in ``notebooks/`` is changed.
 """
 
 from __future__ import annotations
@@ -13,15 +14,23 @@ import base64
 import json
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
+import nbformat
+import zmq
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+from nbclient import NotebookClient
+
+from hello_dl import runs
 from hello_dl.errors import HelloDLError
-from hello_dl.settings import ENV_PREFIX, Settings, project_root
+from hello_dl.settings import ENV_PREFIX, Settings, project_root, setting_names
+
+#: The headless run's folder: ``<output_dir>/<FOLDER_PREFIX>-<date>-<time>/``.
+FOLDER_PREFIX = "tutorial"
 
 #: Notebooks are picked up by name: two digits, an underscore, anything, ``.ipynb``.
 NOTEBOOK_PATTERN = "[0-9][0-9]_*.ipynb"
@@ -86,8 +95,6 @@ def kernel_environment(settings: Settings, base: dict[str, str] | None = None) -
     Any ``HELLO_DL_<SETTING>`` inherited from the shell is dropped first, so the kernel sees
     exactly the settings this run was started with, not a stale variable.
     """
-    from hello_dl.settings import setting_names
-
     knob_keys = {ENV_PREFIX + name.upper() for name in setting_names()}
     env = {k: v for k, v in (os.environ if base is None else base).items() if k not in knob_keys}
     for name, value in settings.knobs().items():
@@ -98,30 +105,6 @@ def kernel_environment(settings: Settings, base: dict[str, str] | None = None) -
 
 
 # --- writing results ---------------------------------------------------------------------------
-def _write_atomically(path: Path, text: str | bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = "wb" if isinstance(text, bytes) else "w"
-    with tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.", delete=False,
-                                     **({} if isinstance(text, bytes) else {"encoding": "utf-8"})) as handle:
-        handle.write(text)
-        temporary = Path(handle.name)
-    os.replace(temporary, path)
-
-
-def new_output_folder(output_dir: Path, prefix: str = "tutorial") -> Path:
-    """A fresh ``<prefix>-YYYYmmdd-HHMMSS`` folder: one per run, never reusing an old one."""
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    output_dir.mkdir(parents=True, exist_ok=True)
-    for attempt in range(1, 1000):
-        folder = output_dir / (f"{prefix}-{stamp}" if attempt == 1 else f"{prefix}-{stamp}-{attempt}")
-        try:
-            folder.mkdir()
-            return folder
-        except FileExistsError:
-            continue
-    raise TutorialError(f"Could not create a new run folder in {output_dir}; remove old tutorial-* folders there.")
-
-
 def _slug(text: str, length: int = 48) -> str:
     words = re.findall(r"[a-z0-9]+", text.lower())
     return "-".join(words)[:length].strip("-")
@@ -148,7 +131,7 @@ def save_figures(notebook: Any, figures_dir: Path, stem: str) -> list[Path]:
                 continue
             per_section[section] = per_section.get(section, 0) + 1
             path = figures_dir / f"{stem}-{section}-{per_section[section]}.png"
-            _write_atomically(path, base64.b64decode(data["image/png"]))
+            runs.write_atomic(path, base64.b64decode(data["image/png"]))
             written.append(path)
     return written
 
@@ -170,8 +153,6 @@ def _error_text(exc: BaseException) -> str:
 
 def _encryption_options() -> dict[str, str]:
     """Encrypt the local kernel connection when ZeroMQ can (and silence the kernel's plain-text warning)."""
-    import zmq
-
     return {"transport_encryption": "auto"} if zmq.has("curve") else {}
 
 
@@ -181,8 +162,6 @@ def _quiet_kernel_arguments() -> list[str]:
     ``scripts/install_kernel.py`` (run by ``make`` and the Docker image) puts the flag in the
     kernel spec; passing it twice makes the kernel refuse to start.
     """
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
     flag = "--IPKernelApp.capture_fd_output=False"
     try:
         argv = KernelSpecManager().get_kernel_spec(KERNEL_NAME).argv
@@ -199,9 +178,6 @@ def run_notebook(path: Path, destination: Path, env: dict[str, str], *, timeout:
     are written straight to the process's error stream, below anything Python can silence. They
     go to ``kernel_log`` instead of into the executed notebook, where they would look like errors.
     """
-    import nbformat
-    from nbclient import NotebookClient
-
     notebook = nbformat.read(path, as_version=4)
     result = NotebookResult(source=path)
     code_cells = [i for i, c in enumerate(notebook.cells) if c.cell_type == "code"]
@@ -244,8 +220,7 @@ def run_notebook(path: Path, destination: Path, env: dict[str, str], *, timeout:
         result.seconds = time.monotonic() - started
         if log_handle is not None:
             log_handle.close()
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(destination, nbformat.writes(notebook))
+    runs.write_atomic(destination, nbformat.writes(notebook))
     result.executed = destination
     return notebook, result
 
@@ -326,7 +301,7 @@ def write_summary(folder: Path, settings: Settings, results: list[NotebookResult
     if not any(r.figures for r in results):
         lines.append("No figures were drawn.")
     path = folder / "summary.md"
-    _write_atomically(path, "\n".join(lines) + "\n")
+    runs.write_atomic(path, "\n".join(lines) + "\n")
     return path
 
 
@@ -340,8 +315,8 @@ def run_all(settings: Settings, notebooks_dir: Path | None = None, *, timeout: i
     """
     say = echo or (lambda text: print(text, flush=True))
     notebooks = notebook_paths(notebooks_dir)
-    folder = new_output_folder(Path(settings.output_dir))
-    figures_dir = folder / "figures"
+    folder = runs.create(settings, prefix=FOLDER_PREFIX)
+    figures_dir = folder / runs.FIGURES
     env = kernel_environment(settings)
     say(f"Running {len(notebooks)} notebooks headless (profile {settings.profile}); results go to {folder}")
 
@@ -373,119 +348,8 @@ def run_all(settings: Settings, notebooks_dir: Path | None = None, *, timeout: i
     return summary
 
 
-# --- what the later lessons need from the earlier ones --------------------------------------------
-class MissingStepError(TutorialError):
-    """A lesson needs the result of an earlier notebook that has not been run yet."""
-
-
-def latest_trained_run(settings: Settings) -> Path:
-    """The newest finished training run (notebook 04), or a plain message saying to run 04 first."""
-    from hello_dl import evaluate
-
-    runs = evaluate.list_runs(settings)
-    if not runs:
-        raise MissingStepError(
-            f"No trained model found in {settings.output_dir}. Run notebook 04_train first (to the end, with "
-            "the same settings), then run this notebook again from the top.")
-    return runs[-1]
-
-
-# --- the instructor's reference curves (conference mode) -------------------------------------------
-REFERENCE_FOLDER = "reference"
-
-
-def reference_dir(settings: Settings, group: str | None = None) -> Path:
-    """``<output_dir>/reference/<profile>[/<group>]``: where the instructor's runs of each group live."""
-    folder = Path(settings.output_dir) / REFERENCE_FOLDER / settings.profile
-    return folder / group if group else folder
-
-
-def reference_group_settings(settings: Settings, group: str) -> Settings:
-    """``settings`` turned into one experiment group's recipe, writing into that group's reference folder."""
-    from hello_dl import groups as groups_module
-
-    name = groups_module.normalise_group(group)
-    return settings.replace(experiment_group=name, participant="", **groups_module.group_settings(name),
-                            output_dir=reference_dir(settings, name))
-
-
-def reference_runs(settings: Settings) -> dict[str, Path]:
-    """The newest reference run of each group made with this profile (groups without one are left out).
-
-    Only the run's history is needed, so an instructor can hand out the small ``history.json``
-    files without the models.
-    """
-    from hello_dl import groups as groups_module
-    from hello_dl.train import HISTORY_CSV, HISTORY_JSON
-
-    found = {}
-    for group in groups_module.GROUPS:
-        folder = reference_dir(settings, group)
-        runs = sorted(run for run in folder.iterdir() if (run / HISTORY_JSON).is_file()
-                      or (run / HISTORY_CSV).is_file()) if folder.is_dir() else []
-        if runs:
-            found[group] = runs[-1]  # run folders start with their date and time
-    return found
-
-
-def reference_status(settings: Settings) -> str:
-    """One plain sentence for notebook 05: which reference curves exist, or how to make them."""
-    from hello_dl import groups as groups_module
-
-    found = reference_runs(settings)
-    if len(found) == len(groups_module.GROUPS):
-        return f"Reference curves of all four groups ({settings.profile} profile) are shown beside yours."
-    how = (f"The instructor makes them before the session with `.venv/bin/python scripts/reference_curves.py "
-           f"--profile {settings.profile}` (see notebooks/INSTRUCTOR_GUIDE.md); they appear here on the next run "
-           "of this notebook.")
-    if not found:
-        return f"No reference curves of the other groups exist yet for the {settings.profile} profile. {how}"
-    missing = ", ".join(g for g in groups_module.GROUPS if g not in found)
-    return f"Reference curves exist for {', '.join(found)}; missing: {missing}. {how}"
-
-
-def curves_to_compare(settings: Settings, run_dir: Path) -> dict[str, Path]:
-    """Your run beside the instructor's reference runs, labelled for :func:`hello_dl.plots.plot_group_comparison`."""
-    yours = f"your run ({settings.experiment_group})" if settings.experiment_group else "your run"
-    curves = {yours: Path(run_dir)}
-    curves.update({f"group {group} (reference)": path for group, path in reference_runs(settings).items()})
-    return curves
-
-
-def train_reference_groups(settings: Settings, groups: tuple[str, ...] | list[str] | None = None,
-                           *, echo: Callable[[str], None] = print, verbose: int = 2) -> dict[str, Path]:
-    """Train every experiment group headless with ``settings``' profile; return group → run folder.
-
-    Each group's run goes to :func:`reference_dir` (one new run folder per call, nothing
-    overwritten), so notebook 05 finds the newest ones. A comparison figure of all groups with a
-    finished run is written to ``reference_dir(settings)/comparison.png``.
-    """
-    from hello_dl import groups as groups_module, plots, train as train_module
-
-    chosen = [groups_module.normalise_group(g) for g in (groups or groups_module.GROUPS)]
-    runs: dict[str, Path] = {}
-    started = time.monotonic()
-    for number, group in enumerate(chosen, start=1):
-        group_settings = reference_group_settings(settings, group)
-        echo(f"[{number}/{len(chosen)}] {groups_module.describe_group(group)} "
-             f"(elapsed {time.monotonic() - started:.0f} s)")
-        result = train_module.train(group_settings, verbose=verbose)
-        runs[group] = result.run_dir
-        echo(f"[{number}/{len(chosen)}] group {group} done in {result.metrics['timings']['total_seconds']:.0f} s: "
-             f"validation accuracy {result.metrics['val_accuracy']:.0%}, run folder {result.run_dir}")
-    every = reference_runs(settings)
-    if every:
-        plots.plot_group_comparison({f"group {g}": path for g, path in every.items()},
-                                    title=f"Experiment groups, {settings.profile} profile",
-                                    save_path=reference_dir(settings) / "comparison.png")
-    echo(f"Reference curves for {', '.join(chosen)} made in {(time.monotonic() - started) / 60:.1f} min "
-         f"in {reference_dir(settings)}")
-    return runs
-
-
 __all__ = [
-    "KERNEL_NAME", "MissingStepError", "NOTEBOOK_PATTERN", "NotebookResult", "REFERENCE_FOLDER", "TutorialError", "collect_metrics",
-    "curves_to_compare", "default_notebooks_dir", "kernel_environment", "latest_trained_run", "new_output_folder", "notebook_paths",
-    "reference_dir", "reference_group_settings", "reference_runs", "reference_status", "run_all", "run_notebook",
-    "save_figures", "train_reference_groups", "write_summary",
+    "FOLDER_PREFIX", "KERNEL_NAME", "NOTEBOOK_PATTERN", "NotebookResult", "TutorialError", "collect_metrics",
+    "default_notebooks_dir", "kernel_environment", "notebook_paths", "run_all", "run_notebook", "save_figures",
+    "write_summary",
 ]

@@ -1,4 +1,4 @@
-"""The headless notebook runner (tutorial.run_all) and the JupyterLab launcher (scripts/lab.py).
+"""The headless notebook runner (runner.run_all) and the JupyterLab launcher (scripts/lab.py).
 
 Real kernels run tiny notebooks the tests write into a temporary folder; the lesson notebooks
 themselves are executed in test_notebooks.py.
@@ -6,7 +6,6 @@ themselves are executed in test_notebooks.py.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -21,7 +20,7 @@ import nbformat
 import pytest
 from PIL import Image
 
-from hello_dl import tutorial
+from hello_dl import runner
 from hello_dl.settings import load_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -59,22 +58,22 @@ def tiny_lessons(tmp_path):
 
 def test_notebooks_are_found_in_number_order(tiny_lessons):
     write_notebook(tiny_lessons / "10_last.ipynb", "pass")
-    names = [p.name for p in tutorial.notebook_paths(tiny_lessons)]
+    names = [p.name for p in runner.notebook_paths(tiny_lessons)]
     assert names == ["00_first.ipynb", "01_second.ipynb", "10_last.ipynb"]
 
 
 def test_missing_or_empty_notebook_folder_is_a_clear_error(tmp_path):
-    with pytest.raises(tutorial.TutorialError, match="does not exist"):
-        tutorial.notebook_paths(tmp_path / "nowhere")
-    with pytest.raises(tutorial.TutorialError, match="No numbered notebooks"):
-        tutorial.notebook_paths(tmp_path)
+    with pytest.raises(runner.TutorialError, match="does not exist"):
+        runner.notebook_paths(tmp_path / "nowhere")
+    with pytest.raises(runner.TutorialError, match="No numbered notebooks"):
+        runner.notebook_paths(tmp_path)
 
 
 def test_kernel_gets_exactly_the_chosen_settings(tmp_path):
     settings = load_settings("smoke", environ={"HELLO_DL_IMAGE_SIZE": "99"}, participant="ada",
                              output_dir=str(tmp_path / "out"))
     stale = {"HELLO_DL_IMAGE_SIZE": "500", "HELLO_DL_DROPOUT": "0.9", "HELLO_DL_HOME": "/kit", "PATH": "/bin"}
-    env = tutorial.kernel_environment(settings, base=stale)
+    env = runner.kernel_environment(settings, base=stale)
     assert env["HELLO_DL_PROFILE"] == "smoke"
     assert env["HELLO_DL_IMAGE_SIZE"] == "99"
     assert env["HELLO_DL_PARTICIPANT"] == "ada"
@@ -91,7 +90,7 @@ def test_kernel_gets_exactly_the_chosen_settings(tmp_path):
 def test_run_all_writes_executed_notebooks_figures_and_summary(tiny_lessons, tmp_path):
     settings = load_settings("smoke", environ={}, output_dir=str(tmp_path / "out"), image_size=80)
     lines: list[str] = []
-    summary = tutorial.run_all(settings, tiny_lessons, echo=lines.append)
+    summary = runner.run_all(settings, tiny_lessons, echo=lines.append)
 
     folder = summary.parent
     assert summary.name == "summary.md" and folder.parent == tmp_path / "out"
@@ -123,7 +122,7 @@ def test_run_all_writes_executed_notebooks_figures_and_summary(tiny_lessons, tmp
     assert "[00-first-1](figures/00_first-00-first-1.png)" in text
 
     # a second run gets its own folder; nothing of the first is overwritten
-    second = tutorial.run_all(settings, tiny_lessons, echo=lines.append)
+    second = runner.run_all(settings, tiny_lessons, echo=lines.append)
     assert second.parent != folder and summary.read_text() == text
 
 
@@ -133,8 +132,8 @@ def test_a_failing_cell_stops_the_run_and_names_notebook_and_cell(tiny_lessons, 
     write_notebook(tiny_lessons / "02_third.ipynb", "print('must not run')")
     settings = load_settings("smoke", environ={}, output_dir=str(tmp_path / "out"))
     lines: list[str] = []
-    with pytest.raises(tutorial.TutorialError) as caught:
-        tutorial.run_all(settings, tiny_lessons, echo=lines.append)
+    with pytest.raises(runner.TutorialError) as caught:
+        runner.run_all(settings, tiny_lessons, echo=lines.append)
 
     message = str(caught.value)
     assert "01_second.ipynb" in message
@@ -216,40 +215,3 @@ def test_lab_uses_the_users_token_when_set():
     assert lab.browser_url("0.0.0.0", 8888, "t") == "http://127.0.0.1:8888/lab?token=t"
     command = lab.lab_command("127.0.0.1", 8888, open_browser=False)
     assert "--ServerApp.ip=127.0.0.1" in command and not any("token" in part.lower() for part in command)
-
-
-# --- the instructor's reference curves ------------------------------------------------------------
-@pytest.mark.slow
-def test_reference_script_trains_a_group_where_notebook_05_finds_it(shared_dataset, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("HELLO_DL_DATA_SOURCE", str(shared_dataset))
-    monkeypatch.setenv("HELLO_DL_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("HELLO_DL_OUTPUT_DIR", str(tmp_path / "outputs"))
-    spec = importlib.util.spec_from_file_location("reference_curves", PROJECT_ROOT / "scripts" / "reference_curves.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    # One group, and only the frozen phase, to keep the test short; the script's path is the same.
-    code = script.main(["--profile", "smoke", "--groups", "2b", "--set", "finetune_epochs=0", "--quiet"])
-    printed = capsys.readouterr().out
-    assert code == 0, printed[-2000:]
-
-    settings = load_settings("smoke", environ={}, data_dir=str(tmp_path / "data"),
-                             output_dir=str(tmp_path / "outputs"))
-    runs = tutorial.reference_runs(settings)
-    assert list(runs) == ["2B"]
-    run = runs["2B"]
-    assert run.parent == tmp_path / "outputs" / "reference" / "smoke" / "2B"
-    saved = json.loads((run / "settings.json").read_text())["settings"]
-    assert saved["experiment_group"] == "2B" and saved["augment"] is False and saved["dropout"] == 0.0
-    assert len(json.loads((run / "history.json").read_text())["val_loss"]) == 1
-    assert (tmp_path / "outputs" / "reference" / "smoke" / "comparison.png").is_file()
-    assert f"group 2B: {run}" in printed
-
-    status = tutorial.reference_status(settings)
-    assert "exist for 2B" in status and "missing: 1A, 1B, 2A" in status and "reference_curves.py" in status
-    # Notebook 05 compares "your run" with the references; a participant's run is any run folder.
-    curves = tutorial.curves_to_compare(settings.replace(experiment_group="1A"), run)
-    assert list(curves) == ["your run (1A)", "group 2B (reference)"]
-    # Another profile has its own reference folder: nothing is mixed up.
-    conference = load_settings("conference", environ={}, output_dir=str(tmp_path / "outputs"))
-    assert tutorial.reference_runs(conference) == {}
-    assert "No reference curves" in tutorial.reference_status(conference)
