@@ -62,10 +62,13 @@ def test_jpeg_and_dicom_inputs(smoke_run, fetched_dataset, run, tmp_path):
     Image.open(source).convert("RGB").save(jpeg, quality=95)
     dcm = dicom.image_to_dicom(source, tmp_path / "chest2.dcm")
     predictions = evaluate.predict_paths([source, jpeg, dcm], run)
-    png, from_jpeg, from_dicom = (p.probability for p in predictions)
     assert [p.file.suffix for p in predictions] == [".png", ".jpg", ".dcm"]
-    # Same picture, three containers: nearly the same answer (JPEG is lossy, DICOM 12-bit).
-    assert abs(png - from_jpeg) < 0.15 and abs(png - from_dicom) < 0.15
+    png, from_jpeg, from_dicom = (p.image.astype(int) for p in predictions)
+    # Same picture, three containers: the model is shown the same image (JPEG is lossy, DICOM 12-bit).
+    assert np.abs(png - from_dicom).max() <= 1 and np.abs(png - from_jpeg).mean() < 2
+    # From the DICOM the answer is the PNG's. (Not compared for the JPEG: the smoke model, trained from
+    # scratch in seconds at 75 px, can react strongly to JPEG's small changes; seen 0.22 on one run.)
+    assert predictions[2].probability == pytest.approx(predictions[0].probability, abs=0.02)
 
 
 def test_a_run_is_read_with_its_own_settings(smoke_run, tmp_path):

@@ -23,7 +23,7 @@ from sklearn.metrics import accuracy_score, classification_report, confusion_mat
 from hello_dl import pipeline, plots, runs
 from hello_dl.dataset import images_under, scan
 from hello_dl.errors import DataError
-from hello_dl.images import is_image_file
+from hello_dl.filetypes import is_image_file
 from hello_dl.settings import Settings
 
 if TYPE_CHECKING:  # pragma: no cover
