@@ -244,7 +244,7 @@ def create(settings: Settings, *, prefix: str | None = None, now: datetime | Non
 
     A training run is named ``<YYYYmmdd-HHMMSS>_<profile>[_<group>]`` and gets its ``settings.json``
     at once; with ``prefix`` (the headless runner passes ``"tutorial"``) the name is
-    ``<prefix>-<YYYYmmdd-HHMMSS>`` and nothing is written in it. If the name is taken (two in the
+    ``<prefix>-<YYYYmmdd-HHMMSS>`` and it gets no settings.json. If the name is taken (two in the
     same second), ``-2``, ``-3``... is appended.
     """
     stamp = _stamp(now)
