@@ -79,5 +79,7 @@ def test_dicom_to_png(tmp_path, capsys, dicom_file, untouched):
     dicom_file(source / "one.dcm", np.arange(100 * 100, dtype=np.uint16).reshape(100, 100) % 4096, bits_stored=12)
     untouched(source)
     code, out, _ = run(capsys, "dicom-to-png", str(source), str(tmp_path / "png"))
-    assert code == 0 and "1 PNG file(s) written" in out
+    assert code == 0 and f"1 PNG file(s) were written to {tmp_path / 'png'}." in out
+    code, out, _ = run(capsys, "dicom-to-png", str(source), str(tmp_path / "png"))
+    assert code == 0 and "0 PNG file(s) were written" in out and "1 skipped" in out  # a rerun keeps the PNG
     assert Image.open(tmp_path / "png" / "one.png").size == (100, 100)

@@ -77,7 +77,7 @@ def cmd_dicom_to_png(args: argparse.Namespace) -> int:
     written = dicom.convert_folder(Path(args.source), Path(args.destination))
     for path in written:
         print(path)
-    print(f"{len(written)} PNG file(s) written to {args.destination}")
+    print(written.format(args.destination))
     return 0
 
 
