@@ -85,15 +85,19 @@ def run_from_file_browser(lab: LabSession, notebook: str, screenshot: Path, time
         lab.save_screenshot(screenshot)
 
 
-@pytest.mark.timeout(300)
-def test_participant_runs_the_hello_world_notebook_in_jupyterlab(lab):
-    screenshot = BROWSER_OUTPUT / "00_hello_world_and_setup.png"
+def run_cleanly(lab, notebook: str, name: str) -> Path:
+    """Run ``notebook`` from the file browser: no error, every code cell run; returns its screenshot."""
+    screenshot = BROWSER_OUTPUT / f"{name}.png"
     screenshot.unlink(missing_ok=True)
-
-    prompts = run_from_file_browser(lab, HELLO_NOTEBOOK, screenshot, timeout=180)
-
+    prompts = run_from_file_browser(lab, notebook, screenshot, timeout=180)
     assert lab.error_outputs() == []
     assert prompts and all(EXECUTED_PROMPT.match(p) for p in prompts), f"code cells left unrun: {prompts}"
+    return screenshot
+
+
+@pytest.mark.timeout(300)
+def test_participant_runs_the_hello_world_notebook_in_jupyterlab(lab):
+    screenshot = run_cleanly(lab, HELLO_NOTEBOOK, "00_hello_world_and_setup")
     printed = [text.strip() for text in lab.stdout_texts()]
     assert "Hello, World!" in printed
     report = next((text for text in printed if text.startswith("Environment")), "")
@@ -110,13 +114,7 @@ def test_participant_runs_the_hello_world_notebook_in_jupyterlab(lab):
 
 @pytest.mark.timeout(300)
 def test_participant_sees_the_first_figure_of_the_data_notebook(lab):
-    screenshot = BROWSER_OUTPUT / "01_data_and_split.png"
-    screenshot.unlink(missing_ok=True)
-
-    prompts = run_from_file_browser(lab, DATA_NOTEBOOK, screenshot, timeout=180)
-
-    assert lab.error_outputs() == []
-    assert prompts and all(EXECUTED_PROMPT.match(p) for p in prompts), f"code cells left unrun: {prompts}"
+    screenshot = run_cleanly(lab, DATA_NOTEBOOK, "01_data_and_split")
     figure = lab.first_output_image()
     figure.scroll_into_view_if_needed()
     assert figure.is_visible()
