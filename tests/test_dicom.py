@@ -351,4 +351,4 @@ def test_script_wrapper(dicom_folder, tmp_path):
     done = subprocess.run([sys.executable, str(PROJECT_ROOT / "scripts" / "dicom_to_png.py"), str(dicom_folder), str(out)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert "2 PNG file(s) written" in done.stdout and (out / "series 2" / "IM0001.png").is_file()
+    assert "2 PNG file(s) were written" in done.stdout and (out / "series 2" / "IM0001.png").is_file()
