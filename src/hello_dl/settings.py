@@ -4,7 +4,8 @@ A setting's value comes from, in increasing priority:
 
 1. the default below (the paper's recipe, Lakhani et al. 2018),
 2. the chosen profile (``paper``, ``conference`` or ``smoke``),
-3. the participant's experiment group (conference mode, see :mod:`hello_dl.groups`),
+3. the participant's experiment group and seat (conference mode, see :mod:`hello_dl.groups`):
+   the group sets its knobs, the seat its own seed,
 4. an environment variable ``HELLO_DL_<SETTING>`` (e.g. ``HELLO_DL_IMAGE_SIZE=150``),
 5. a keyword argument to :func:`load_settings` (what notebooks and the command line pass).
 
@@ -318,6 +319,11 @@ def load_settings(profile: str | None = None, *, base: Settings | None = None,
         for name, raw in groups.group_settings(group_name).items():
             values[name] = raw
             sources[name] = f"group:{group_name}"
+    if groups.seat_key(participant or "") and "seed" not in layered:
+        # Each seat trains its own replicate of its group's recipe; an explicit seed still wins.
+        base_seed = values["seed"]
+        values["seed"] = groups.seat_seed(participant, base_seed)
+        sources["seed"] = f"seat {groups.seat_key(participant)} (from seed {base_seed})"
 
     for name, (value, origin) in layered.items():
         if name == "experiment_group":
