@@ -22,6 +22,7 @@ def gpus() -> list[str]:
     """Names of the GPUs TensorFlow can use (empty on a laptop or in CI)."""
     import tensorflow as tf  # here, not at the top: ~8 s to import
 
+    limit_gpu_memory()  # the kit's first look at the GPU: share it before anything runs on it
     return [d.name for d in tf.config.list_physical_devices("GPU")]
 
 
@@ -84,4 +85,107 @@ def report(settings: Settings) -> str:
         lines.append(f"{'group':<12} {describe_group(settings.experiment_group)}")
     lines.append("")
     lines.append(device_sentence())
+    lines.append(gpu_memory_sentence())
     return "\n".join(lines)
+
+
+# --- sharing one GPU between many kernels -----------------------------------------------------
+# TensorFlow's default is to reserve nearly all of a GPU's memory for the first process that
+# touches it, so a second kernel (05 while 04's kernel is still open, or forty participants of a
+# room server on one GPU) fails with "out of memory". Importing hello_dl already sets
+# TF_FORCE_GPU_ALLOW_GROWTH (see __init__.py); limit_gpu_memory() makes the same choice through
+# TensorFlow's API and can also cap each process, e.g. HELLO_DL_GPU_MEMORY_MB=2048.
+
+GPU_MEMORY_ENV = "HELLO_DL_GPU_MEMORY_MB"
+_gpu_memory_policy: dict[str, object] = {}  # what limit_gpu_memory() put in place, for the report
+
+
+def gpu_memory_cap(environ: dict[str, str] | None = None) -> int | None:
+    """The per-process cap in MiB from ``HELLO_DL_GPU_MEMORY_MB``, or None (grow as needed)."""
+    raw = (os.environ if environ is None else environ).get(GPU_MEMORY_ENV, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 256:
+        from hello_dl.errors import HelloDLError
+
+        raise HelloDLError(f"{GPU_MEMORY_ENV}={raw!r} is not a usable GPU memory cap: give a whole number of "
+                           f"MiB, at least 256 (for example {GPU_MEMORY_ENV}=2048), or leave it unset so "
+                           "each process takes GPU memory as it needs it.")
+    return int(raw)
+
+
+def apply_gpu_memory_policy(config, devices: list, cap_mb: int | None) -> dict[str, object]:
+    """Turn on memory growth (or a cap of ``cap_mb`` MiB) for every GPU in ``devices``.
+
+    ``config`` is ``tf.config``; passed in so the choice itself can be tested without a GPU.
+    Returns what is in effect: ``{"mode": "none" | "growth" | "cap" | "too late", ...}``.
+    """
+    if not devices:
+        return {"mode": "none"}
+    try:
+        for device in devices:
+            if cap_mb is None:
+                config.experimental.set_memory_growth(device, True)
+            else:
+                config.set_logical_device_configuration(
+                    device, [config.LogicalDeviceConfiguration(memory_limit=cap_mb)])
+    except RuntimeError as exc:
+        # TensorFlow refuses once the GPU is in use; whatever was chosen then stays in force.
+        growth = os.environ.get("TF_FORCE_GPU_ALLOW_GROWTH", "").lower() == "true"
+        return {"mode": "too late", "growth_from_env": growth, "detail": str(exc), "devices": len(devices)}
+    if cap_mb is None:
+        return {"mode": "growth", "devices": len(devices)}
+    return {"mode": "cap", "cap_mb": cap_mb, "devices": len(devices)}
+
+
+def limit_gpu_memory(cap_mb: int | None = None) -> dict[str, object]:
+    """Let this process share its GPU with other kernels; call it before TensorFlow uses the GPU.
+
+    Memory growth by default (the process takes GPU memory as it needs it and leaves the rest
+    to others); a hard cap of ``cap_mb`` MiB per GPU (or ``HELLO_DL_GPU_MEMORY_MB``) for rooms
+    that want fixed shares. Safe to call any number of times; the first call decides. On a
+    machine without a GPU it does nothing.
+    """
+    if _gpu_memory_policy:
+        return dict(_gpu_memory_policy)
+    cap = cap_mb if cap_mb is not None else gpu_memory_cap()
+    import tensorflow as tf
+
+    _gpu_memory_policy.update(apply_gpu_memory_policy(tf.config, tf.config.list_physical_devices("GPU"), cap))
+    return dict(_gpu_memory_policy)
+
+
+def _gpu_totals_mib() -> list[tuple[int, int]]:
+    """(total, used) MiB per GPU from nvidia-smi, or [] where it is missing or says nothing."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total,memory.used", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+        return [tuple(int(v) for v in line.split(",")) for line in out.splitlines() if line.strip()]
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return []
+
+
+def gpu_memory_sentence() -> str:
+    """How much GPU memory this process may use, in one plain sentence (shown by ``hello-dl env``)."""
+    policy = limit_gpu_memory()
+    mode = policy["mode"]
+    if mode == "none":
+        return "GPU memory: none here (no GPU); training uses the computer's main memory (RAM)."
+    totals = _gpu_totals_mib()
+    size = ""
+    if totals:
+        total, used = totals[0]
+        size = f" The GPU has {total / 1024:.1f} GiB, {max(total - used, 0) / 1024:.1f} GiB of it free right now."
+    if mode == "cap":
+        return (f"GPU memory: this process may use at most {policy['cap_mb']} MiB per GPU "
+                f"({GPU_MEMORY_ENV}); other kernels share the rest.{size}")
+    if mode == "growth" or policy.get("growth_from_env"):
+        return ("GPU memory: this process takes only what it needs, as it needs it (memory growth), so "
+                f"other kernels can share the GPU.{size}")
+    return ("GPU memory: TensorFlow was already using the GPU before the kit could share it, so this process "
+            f"may hold nearly all of it. Restart the kernel and run the setup cell first.{size}")
