@@ -140,6 +140,49 @@ def cmd_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- the room server (issue 15): seat cards and each participant's share of the machine ----------
+def cmd_room_cards(args: argparse.Namespace) -> int:
+    from hello_dl.room import cards
+    from hello_dl.settings import project_root
+
+    folder = Path(args.folder) if args.folder else project_root() / "room"
+    made = cards.make_cards(args.seats, folder, prefix=args.prefix, instructor=args.instructor,
+                            url=args.url, force=args.force)
+    print(f"{made.participants} seat card(s) and the instructor's card ({args.instructor}) in {made.folder}:")
+    print(f"  print      {made.cards_page}  (holds the codes: keep it private, delete it after the session)")
+    print(f"  the hub    {made.seats_file}  (hashes of the codes only; mode 0600)")
+    return 0
+
+
+def cmd_room_plan(args: argparse.Namespace) -> int:
+    from hello_dl.room import sizing
+
+    # Every seat gets a container, the instructor's too.
+    print(sizing.participant_share(args.seats + 1).describe())
+    return 0
+
+
+def add_room_commands(sub: argparse._SubParsersAction) -> None:
+    room = sub.add_parser("room", help="The room server (JupyterHub): seat cards, each participant's share.",
+                          description="The room server (JupyterHub, one container per participant); "
+                                      "see docker/hub/README.md.")
+    room_sub = room.add_subparsers(dest="room_command", required=True, metavar="ROOM_COMMAND")
+    p = room_sub.add_parser("cards", help="Make a printable seat card per seat and the hub's seats.json.",
+                            description="Make one card per seat (seat name + random code) as a printable page, "
+                                        "and the seats.json the hub reads (hashes only, mode 0600).")
+    p.add_argument("--seats", type=int, required=True, help="number of participant seats (1-500)")
+    p.add_argument("--folder", help="where to write cards.html and seats.json (default: room/ in the kit's folder)")
+    p.add_argument("--url", help="the address participants open, printed on every card (e.g. https://10.0.0.5)")
+    p.add_argument("--prefix", default="seat", help="seat names are PREFIX-01, PREFIX-02, ... (default: seat)")
+    p.add_argument("--instructor", default="instructor", help="the instructor's (hub admin's) seat name")
+    p.add_argument("--force", action="store_true", help="replace an existing set (its cards stop working)")
+    p.set_defaults(func=cmd_room_cards)
+    p = room_sub.add_parser("plan", help="Show each participant's CPU and memory share on this machine.",
+                            description="Apply the room server's sizing rule to this machine.")
+    p.add_argument("--seats", type=int, required=True, help="number of participant seats (the instructor's is added)")
+    p.set_defaults(func=cmd_room_plan)
+
+
 # --- the parser ------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -185,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--groups", nargs="+", default=list(groups.GROUPS), metavar="GROUP",
                    help=f"which groups to train (default: all of {' '.join(groups.GROUPS)})")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines from Keras")
+    add_room_commands(sub)
     return parser
 
 
