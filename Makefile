@@ -15,7 +15,7 @@ COMPAT_BIN    := $(COMPAT_VENV)/bin
 COMPAT_STAMP  := $(COMPAT_VENV)/.installed
 COMPAT_WHEELS := $(COMPAT_VENV)/wheels
 
-.PHONY: run test lab bench venv clean-venv help compat badges
+.PHONY: run test lab bench hub venv clean-venv help compat badges
 
 help:
 	@echo "make run    - set up .venv, fetch + verify data, run the whole tutorial headless (PROFILE=$(PROFILE))"
@@ -24,6 +24,7 @@ help:
 	@echo "make bench  - set up .venv and run the benchmarks (benchmarks/run.py)"
 	@echo "make compat - the unit tests, notebook 04 and the Colab route on the OLDEST supported TensorFlow/Keras"
 	@echo "make badges - stamp the Colab/Kaggle badges and install cells (after changing the repository address)"
+	@echo "make hub    - build and start the room server (JupyterHub, docker/hub/README.md): SEATS=40 URL=... ROOM_KIT=cpu|gpu"
 
 venv: $(STAMP)
 
@@ -71,3 +72,19 @@ badges: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV) $(COMPAT_VENV)
+
+# The room server (docker/hub/README.md): the participants' image, the hub image, seat cards in
+# room/ (only if there are none yet, made inside the hub image), then proxy + hub in the background.
+ROOM_KIT ?= cpu
+SEATS ?= 40
+hub:
+	docker compose -f docker/compose.yaml build $(ROOM_KIT)
+	docker compose -f docker/hub/compose.yaml build
+	@mkdir -p room
+	@if [ ! -e room/seats.json ]; then \
+	    HELLO_DL_ROOM_UID=$$(id -u) HELLO_DL_ROOM_GID=$$(id -g) docker compose -f docker/hub/compose.yaml \
+	        run --rm cards --seats $(SEATS) $(if $(URL),--url $(URL)); \
+	else echo "Keeping the seat cards in room/ (hello-dl room cards --force makes new ones)."; fi
+	HELLO_DL_ROOM_IMAGE=hello-dl:$(ROOM_KIT) HELLO_DL_ROOM_GPU=$(if $(filter gpu,$(ROOM_KIT)),1,0) \
+	    docker compose -f docker/hub/compose.yaml up -d
+	@echo "The room is up. Print room/cards.html; stop with: docker compose -f docker/hub/compose.yaml down"

@@ -2,6 +2,7 @@
 # The container's entry point (started by tini).
 #
 #   (no command) or "lab [lab.py options]"   JupyterLab on the notebooks, always behind a token
+#   "hub [options]"                           the room server's single-user server (docker/hub)
 #   any other command                         run it, e.g. `hello-dl env`, `hello-dl run`, `bash`
 #
 # Either way the CUDA libraries are found (GPU image) and a home folder exists for any user id.
@@ -108,11 +109,22 @@ EOF
     exec python "${kit_dir}/scripts/lab.py" --ip 0.0.0.0 --no-browser "$@"
 }
 
+# On a room server (docker/hub: JupyterHub starts one container per participant): the same
+# preparation, then the single-user server the hub talks to (address and token in the environment).
+start_hub_server() {
+    say_where_training_runs
+    fill_notebooks_folder
+    exec jupyterhub-singleuser "$@"
+}
+
 if [ "$#" -eq 0 ]; then
     start_lab
 elif [ "$1" = lab ]; then
     shift
     start_lab "$@"
+elif [ "$1" = hub ]; then
+    shift
+    start_hub_server "$@"
 else
     exec "$@"
 fi
