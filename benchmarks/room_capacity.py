@@ -45,6 +45,7 @@ GIB = 1024**3
 # Not measured here (no GPU on the development machine): TensorFlow's context plus InceptionV3
 # training activations at 299 px, batch 5, with memory growth. An estimate, said so where printed.
 GPU_GIB_PER_TRAINING_ESTIMATE = 2.0
+GPU_MINUTES_PER_TRAINING_ESTIMATE = 1.0  # conference profile alone on a T4-class GPU (instructor guide)
 GPU_SIZES_GIB = (16, 24, 48, 80)
 
 
@@ -190,8 +191,11 @@ def report(summary: dict) -> str:
             f"(memory: {x['memory_gb_per_training']:.1f} GB each, so 64 GiB holds about "
             f"{math.floor(64 * 0.9 * GIB / 1e9 / max(x['memory_gb_per_training'], 0.1))}).",
             f"  per GPU (NOT measured: no GPU here; ~{GPU_GIB_PER_TRAINING_ESTIMATE:g} GiB of GPU memory per training "
-            "with memory growth): " + ", ".join(f"{g} GiB ≈ {int(g // GPU_GIB_PER_TRAINING_ESTIMATE) - 1}"
-                                                for g in GPU_SIZES_GIB) + " concurrent trainings.",
+            "with memory growth): by memory " + ", ".join(
+                f"{g} GiB ≈ {int((g - 1) // GPU_GIB_PER_TRAINING_ESTIMATE)}" for g in GPU_SIZES_GIB)
+            + f" concurrent trainings; by time (~{GPU_MINUTES_PER_TRAINING_ESTIMATE:g} min per training alone, "
+            f"time-shared) about {int(summary['budget_s'] / 60 / GPU_MINUTES_PER_TRAINING_ESTIMATE * 0.8)} per GPU "
+            "within the budget.",
         ]
     return "\n".join(lines)
 

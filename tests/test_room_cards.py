@@ -185,3 +185,15 @@ def test_the_page_prints_eight_cards_to_a_sheet(forty, tmp_path):
                     made.cards_page.as_uri()], check=True, capture_output=True, timeout=120)
     pages = len(re.findall(rb"/Type\s*/Page(?!s)", pdf.read_bytes()))
     assert pages == 6  # 41 cards, 8 per sheet
+
+
+def test_the_seat_number_deals_the_same_group_as_the_card_shows(forty):
+    from hello_dl import groups
+
+    for seat in forty.seats:
+        participant = cards.participant_of(seat.name)
+        if seat.role == "participant":
+            assert participant == str(seat.number)
+            assert groups.assign_group(participant) == seat.group  # what the hub passes = what the card says
+        else:
+            assert participant == seat.name and seat.group is None

@@ -23,7 +23,7 @@ from jupyterhub.utils import random_port
 
 from hello_dl.room import sizing
 from hello_dl.room.auth import SeatCardAuthenticator
-from hello_dl.room.cards import CardError, SeatBook, participant_of
+from hello_dl.room.cards import NAME_PATTERN, CardError, SeatBook, participant_of
 
 c = get_config()  # noqa: F821 - provided by JupyterHub when it loads this file
 
@@ -42,6 +42,7 @@ HUB_PORT = int(env("HUB_PORT", "8081"))
 # --- the door: seat cards, nobody else ----------------------------------------------------------
 c.JupyterHub.authenticator_class = SeatCardAuthenticator
 c.SeatCardAuthenticator.seats_file = SEATS_FILE
+c.Authenticator.username_pattern = NAME_PATTERN.pattern  # no other user name, not even through the API
 try:
     c.Authenticator.admin_users = SeatBook.load(SEATS_FILE).instructors  # the instructor's card
 except CardError as problem:
@@ -102,19 +103,22 @@ c.JupyterHub.spawner_class = RoomSpawner
 c.DockerSpawner.image = IMAGE
 c.DockerSpawner.pull_policy = "never"  # offline: the image is built (or `docker load`ed) beforehand
 c.DockerSpawner.network_name = "host"
+c.DockerSpawner.use_internal_ip = True  # no published ports: on the host network there is nothing to publish
 c.DockerSpawner.ip = "127.0.0.1"
 c.DockerSpawner.prefix = PREFIX
-c.DockerSpawner.name_template = "{prefix}-{username}"
+# Seat names are already safe for Docker (username_pattern below), so containers and volumes carry
+# them as they are: hello-dl-room-seat-07, hello-dl-room-seat-07-notebooks.
+c.DockerSpawner.name_template = "{prefix}-{raw_username}"
 c.DockerSpawner.remove = True  # the container goes when the server stops; the volumes stay
 c.DockerSpawner.volumes = {
-    f"{PREFIX}-{{username}}-notebooks": f"{KIT_HOME}/notebooks",
-    f"{PREFIX}-{{username}}-outputs": f"{KIT_HOME}/outputs",
+    f"{PREFIX}-{{raw_username}}-notebooks": f"{KIT_HOME}/notebooks",
+    f"{PREFIX}-{{raw_username}}-outputs": f"{KIT_HOME}/outputs",
 }
 c.DockerSpawner.cmd = ["hub"]  # docker/start.sh: fill an empty notebooks volume, then jupyterhub-singleuser
 c.Spawner.notebook_dir = f"{KIT_HOME}/notebooks"
 c.Spawner.default_url = "/lab"
 c.DockerSpawner.cpu_limit = lambda spawner: share(spawner).cpu_limit
-c.DockerSpawner.mem_limit = lambda spawner: str(share(spawner).mem_limit)
+c.DockerSpawner.mem_limit = lambda spawner: share(spawner).mem_limit
 c.Spawner.environment = {
     "HELLO_DL_PROFILE": env("PROFILE", "conference"),
     "HELLO_DL_PARTICIPANT": lambda spawner: participant_of(spawner.user.name),  # groups dealt out by seat
