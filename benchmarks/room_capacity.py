@@ -152,15 +152,24 @@ def counts_to_try(options) -> list[int]:
     return [1, 2, 4] + list(range(6, options.max + 1, 2))
 
 
+ASSUMED_CORE_USE = 0.9  # share of the cores N >= cores concurrent trainings keep busy on an idle machine
+
+
 def extrapolate(rounds: list[dict], cores: int, budget: float) -> dict:
-    """From the largest round measured: CPU seconds per training, how well the cores were used, memory."""
+    """From the largest round: CPU seconds per training (hardly changed by other load), how well the
+    cores were used (only trusted from a round with at least one training per core on an otherwise
+    idle machine; else assumed), and memory."""
     best = max(rounds, key=lambda r: r["participants"])
     cpu_per_training = best["cpu_seconds_mean"]
     used = best["participants"] * cpu_per_training / (cores * best["slowest_s"]) if best["slowest_s"] else 0
-    per_core = budget * used / cpu_per_training if cpu_per_training else 0
+    idle_before = bool(best["load_before"]) and best["load_before"][0] < 1.0
+    trusted = best["participants"] >= cores and idle_before
+    core_use = used if trusted else ASSUMED_CORE_USE
+    per_core = budget * core_use / cpu_per_training if cpu_per_training else 0
     return {"from_round": best["participants"], "cpu_seconds_per_training": cpu_per_training,
-            "core_use": round(used, 2), "trainings_per_core_in_budget": round(per_core, 2),
-            "memory_gb_per_training": best["peak_gb_max"]}
+            "core_use": round(core_use, 2), "core_use_measured": trusted, "measured_core_use": round(used, 2),
+            "trainings_per_core_in_budget": round(per_core, 2), "memory_gb_per_training": best["peak_gb_max"],
+            "this_machine_estimate": math.floor(cores * per_core)}
 
 
 def report(summary: dict) -> str:
@@ -182,8 +191,10 @@ def report(summary: dict) -> str:
     if x:
         lines += [
             "",
-            f"ESTIMATE for larger servers (from the round of {x['from_round']}: {x['cpu_seconds_per_training']:.0f} CPU s "
-            f"per training, cores {x['core_use'] * 100:.0f} % used, {x['memory_gb_per_training']:.2f} GB per participant):",
+            f"ESTIMATE (from the round of {x['from_round']}: {x['cpu_seconds_per_training']:.0f} CPU s per training, "
+            f"{x['memory_gb_per_training']:.2f} GB per participant; cores {x['core_use'] * 100:.0f} % busy, "
+            f"{'measured' if x['core_use_measured'] else 'assumed: the round was too small or the machine was busy'}):",
+            f"  this machine, idle: about {x['this_machine_estimate']} participant(s) within the budget;",
             f"  about {x['trainings_per_core_in_budget']:.1f} trainings per CPU core within the budget; "
             f"e.g. 16 cores ≈ {math.floor(16 * x['trainings_per_core_in_budget'])}, "
             f"32 cores ≈ {math.floor(32 * x['trainings_per_core_in_budget'])}, "
@@ -226,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     notebook = next(iter(sorted((PROJECT_ROOT / "notebooks").glob("04_*.ipynb"))), None)
     if notebook is None:
         raise SystemExit("There is no notebooks/04_*.ipynb to measure.")
+    profile_weights = load_settings(options.profile).weights
     if options.weights is None:
         try:  # without downloading: a benchmark must not wait for the network
             weights.resolve_weights(load_settings(options.profile), download=False)
@@ -253,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
         described = machine.describe()
         summary = {
-            "profile": options.profile, "notebook": notebook.name, "weights": options.weights or "the profile's",
+            "profile": options.profile, "notebook": notebook.name, "weights": options.weights or profile_weights,
             "budget_s": options.budget, "machine": machine.one_line(described), "machine_details": described,
             "rounds": rounds, "capacity": max([r["participants"] for r in rounds if r["holds"]], default=0),
             "extrapolation": extrapolate(rounds, psutil.cpu_count() or 1, options.budget) if rounds else {},
