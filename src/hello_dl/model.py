@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from hello_dl import environment
 from hello_dl import weights as weights_module
 from hello_dl.errors import WeightsError
 from hello_dl.runs import PIXEL_SCALING_LAYER, pixel_scaling_layer
@@ -50,6 +51,8 @@ def strategy(devices: Sequence[str] | None = None) -> "tf.distribute.Strategy":
     import tensorflow as tf  # here, not at the top: TensorFlow takes seconds to load
 
     if devices is None:
+        # Listing logical devices starts the GPU: share its memory first (a no-op without one).
+        environment.limit_gpu_memory()
         devices = [device.name for device in tf.config.list_logical_devices("GPU")]
     if len(devices) > 1:
         return tf.distribute.MirroredStrategy(devices=list(devices))
