@@ -256,6 +256,65 @@ def plot_group_comparison(histories: Mapping[str, Any], *, metrics: Sequence[str
     return figure
 
 
+@_styled
+def plot_group_spread(values: Mapping[str, Sequence[float]], *, reference: Mapping[str, Sequence[float]] | None = None,
+                      intervals: Mapping[str, tuple[float, float, float]] | None = None,
+                      highlight: tuple[str, float] | None = None, labels: Mapping[str, str] | None = None,
+                      ylabel: str = "", title: str | None = None):
+    """One column per group: a dot per run, the mean with its 95 % interval, reference runs, one run marked.
+
+    ``values``: group → the runs' numbers (every group to show is a key, an empty list for none yet).
+    ``reference``: group → numbers drawn as their own series, labelled "reference". ``intervals``:
+    group → (mean, low, high), low/high NaN for no interval. ``highlight``: (group, number) of the
+    viewer's own run. ``labels``: group → the column's label (default: the group's name). The
+    marks carry the gids ``runs``, ``reference`` and ``yours``.
+    """
+    names = list(values)
+    figure = _new_figure(max(6.0, 1.9 * len(names) + 2.0), 5.0)
+    axis = figure.subplots()
+    axis.axhline(0.0, color="gray", linestyle=":", linewidth=1.2, label="no gap")
+    shown = set()
+
+    def once(label: str) -> str:
+        # One legend entry per kind of mark, however many columns draw it.
+        if label in shown:
+            return "_nolegend_"
+        shown.add(label)
+        return label
+
+    for x, name in enumerate(names):
+        found = np.sort(np.asarray(values[name], dtype=float))
+        # Runs side by side (a fixed pattern, so the picture does not jump when it is redrawn).
+        offsets = ((np.arange(len(found)) % 5) - 2) * 0.05
+        if len(found):
+            axis.scatter(x + offsets, found, s=36, color=SERIES_COLOURS[0], alpha=0.7, edgecolors="white", linewidths=0.5,
+                         zorder=3, label=once("one participant's run"), gid="runs")
+        else:
+            axis.annotate("no runs yet", (x, 0.0), xytext=(0, 10), textcoords="offset points", ha="center",
+                          fontsize=8, color="gray")
+        mean, low, high = (intervals or {}).get(name, (np.nan, np.nan, np.nan))
+        if np.isfinite(mean):
+            axis.plot([x - 0.2, x + 0.2], [mean, mean], color="black", linewidth=2.2, zorder=4,
+                      label=once("mean of the group's runs"))
+        if np.isfinite(low) and np.isfinite(high):
+            axis.errorbar(x + 0.27, mean, yerr=[[mean - low], [high - mean]], color="black", capsize=4,
+                          linewidth=1.4, zorder=4, label=once("95 % interval of the mean"))
+        for value in np.asarray((reference or {}).get(name, ()), dtype=float):
+            axis.scatter(x - 0.32, value, marker="D", s=60, facecolors="white", edgecolors="black", linewidths=1.3,
+                         zorder=5, label=once("reference (the instructor's run)"), gid="reference")
+    if highlight is not None and highlight[0] in names:
+        axis.scatter(names.index(highlight[0]), highlight[1], marker="*", s=320, color="#E69F00", edgecolors="black",
+                     linewidths=1.0, zorder=6, label="your run", gid="yours")
+    axis.set_xticks(range(len(names)))
+    axis.set_xticklabels([(labels or {}).get(name, name) for name in names], fontsize=9)
+    axis.set_xlim(-0.6, len(names) - 0.4)
+    axis.grid(False, axis="x")
+    axis.set_ylabel(ylabel)
+    axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    axis.set_title(title or "Groups compared, one dot per run")
+    return figure
+
+
 # --- evaluation ------------------------------------------------------------------------------------
 @_styled
 def plot_roc(y_true: Sequence[int], y_score: Sequence[float], *, title: str | None = None,
@@ -379,6 +438,7 @@ def _short(name: str, length: int = 22) -> str:
 
 __all__ = [
     "CLASS_COLOURS", "STYLE", "phase_boundaries", "plot_augmentation_preview",
-    "plot_confusion_matrix", "plot_gradcam", "plot_image_sizes", "plot_group_comparison", "plot_prediction_gallery", "plot_roc",
+    "plot_confusion_matrix", "plot_gradcam", "plot_image_sizes", "plot_group_comparison", "plot_group_spread",
+    "plot_prediction_gallery", "plot_roc",
     "plot_sample_grid", "plot_training_curves", "plot_tsne", "save_figure",
 ]
