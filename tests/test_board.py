@@ -224,3 +224,39 @@ def test_the_instructors_view_writes_a_figure_and_a_page_that_reloads_itself(roo
     assert 'http-equiv="refresh"' in page and board.VIEW_FIGURE in page and "What this shows" in page
     assert "<td>2B</td>" in page and "Group 2B: augmentation OFF, dropout OFF." in page
 
+
+# --- the command line -----------------------------------------------------------------------------------------------
+def test_hello_dl_room_export_writes_one_small_file_and_a_rerun_replaces_it(tmp_path, monkeypatch, capsys):
+    from hello_dl import cli
+
+    outputs = tmp_path / "outputs"
+    monkeypatch.setenv("HELLO_DL_OUTPUT_DIR", str(outputs))
+    assert cli.main(["room", "export"]) == 2
+    assert "Run notebook 04_train first" in capsys.readouterr().err
+    write_run(outputs, participant="12")
+    for _ in range(2):
+        assert cli.main(["room", "export", "--profile", "smoke", "--set", "participant=12"]) == 0
+        printed = capsys.readouterr().out
+        assert f"written to {outputs / board.FOLDER / '12.json'}" in printed and "Hand this file to the instructor" in printed
+    assert [p.name for p in (outputs / board.FOLDER).iterdir()] == ["12.json"]
+    assert records.read_folder(outputs / board.FOLDER).records["12"]["group"] == "2B"
+    shared = tmp_path / "shared drive"
+    assert cli.main(["room", "export", "--to", str(shared)]) == 0
+    assert (shared / "12.json").is_file()
+
+
+def test_hello_dl_room_board_shows_the_collected_folder(room, tmp_path, monkeypatch, capsys):
+    from hello_dl import cli
+
+    folders, _ = room
+    collected = tmp_path / "collected"
+    for folder in folders.values():
+        board.share(runs.open_run(folder), _settings(folder.parent), where=collected)
+    (collected / "broken.json").write_text("{")
+    monkeypatch.setenv("HELLO_DL_OUTPUT_DIR", str(tmp_path / "instructor"))
+    assert cli.main(["room", "board", "--folder", str(collected), "--out", str(tmp_path / "view")]) == 0
+    printed = capsys.readouterr().out
+    assert "12 run(s): 1A 3, 1B 3, 2A 3, 2B 3" in printed and f"Skipped {collected / 'broken.json'}" in printed
+    assert (tmp_path / "view" / board.VIEW_FIGURE).is_file() and "Open " in printed
+    assert cli.main(["room", "board", "--hub", "http://127.0.0.1:9/services/room-board/"]) == 2
+    assert "needs a hub token" in capsys.readouterr().err

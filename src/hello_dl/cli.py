@@ -162,7 +162,7 @@ def cmd_room_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_room_commands(sub: argparse._SubParsersAction) -> None:
+def add_room_commands(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
     room = sub.add_parser("room", help="The room server (JupyterHub): seat cards, each participant's share.",
                           description="The room server (JupyterHub, one container per participant); "
                                       "see docker/hub/README.md.")
@@ -181,6 +181,86 @@ def add_room_commands(sub: argparse._SubParsersAction) -> None:
                             description="Apply the room server's sizing rule to this machine.")
     p.add_argument("--seats", type=int, required=True, help="number of participant seats (the instructor's is added)")
     p.set_defaults(func=cmd_room_plan)
+    return room_sub
+
+
+# --- the room's results board (issue 16): every participant's run, pooled per group ------------
+def _token(args: argparse.Namespace) -> str | None:
+    if not args.token_file:
+        return None
+    try:
+        return Path(args.token_file).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise UserError(f"Cannot read the token file {args.token_file} ({exc.strerror}). Make a token on the hub's "
+                        "token page (/hub/token) and save it in a file only you can read.") from None
+
+
+def cmd_room_export(args: argparse.Namespace) -> int:
+    from hello_dl.room import board
+
+    settings = _settings(args)
+    if args.reference:
+        from hello_dl import reference  # loads TensorFlow (reference imports train)
+
+        found = reference.reference_runs(settings)
+        if not found:
+            raise UserError(f"No reference runs in {reference.reference_dir(settings)}: make them first with "
+                            f"`hello-dl reference --profile {settings.profile}`.")
+        for line in board.share_references(settings, found, where=args.to, token=_token(args)):
+            print(line)
+        return 0
+    run = runs.open_run(args.run, settings) if args.run else runs.latest(settings)
+    key, said = board.share(run, settings, where=args.to, token=_token(args))
+    if key is None:
+        raise UserError(said)
+    print(said)
+    if isinstance(board.locate(settings, args.to, _token(args)), board.FolderBoard):
+        print("Hand this file to the instructor (USB stick, shared drive or e-mail): it holds your run's curves and "
+              "numbers, no images and no model.")
+    return 0
+
+
+def cmd_room_board(args: argparse.Namespace) -> int:
+    from hello_dl import reference  # loads TensorFlow (reference imports train)
+    from hello_dl.room import board
+
+    settings = _settings(args)
+    out = Path(args.out) if args.out else Path(settings.output_dir) / "board-view"
+    shown = board.watch(settings, out, references=reference.reference_runs(settings), where=args.hub or args.folder,
+                        token=_token(args), measure=args.measure, every=args.every, minutes=args.minutes)
+    if shown is not None and not args.every:
+        print(shown.summary(args.measure))
+    print(f"Open {out / board.VIEW_PAGE} in a web browser" + (" (it reloads itself)." if args.every else "."))
+    return 0
+
+
+def add_board_commands(room_sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = room_sub.add_parser("export", parents=[common], help="Put your run on the room's board (a small file).",
+                            description="Write your newest finished run's record (seat, group, seed, curves, final "
+                                        "numbers) into the board folder, or send it to the room server's board.")
+    p.add_argument("--run", help="run folder (default: your newest finished run)")
+    p.add_argument("--to", help="a folder (e.g. a shared drive) or the hub board's address "
+                                "(default: HELLO_DL_BOARD, else <outputs>/board)")
+    p.add_argument("--reference", action="store_true",
+                   help="the instructor's reference runs instead (on the room server: as the hub's admin)")
+    p.add_argument("--token-file", help="a file with a hub token (default: JUPYTERHUB_API_TOKEN)")
+    p.set_defaults(func=cmd_room_export)
+    p = room_sub.add_parser("board", parents=[common], help="The instructor's live view of the room's board.",
+                            description="Pool every run on the board (a folder of collected files, or the room "
+                                        "server's board) and write board.png and board.html; with --every, again "
+                                        "and again, so a browser shows the room live.")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--folder", help="the folder of collected record files (default: HELLO_DL_BOARD or "
+                                        "<outputs>/board)")
+    where.add_argument("--hub", help="the room server's board, e.g. https://room.example.org/services/room-board/")
+    p.add_argument("--token-file", help="a file with a hub token (default: JUPYTERHUB_API_TOKEN)")
+    p.add_argument("--out", help="where to write board.png and board.html (default: <outputs>/board-view)")
+    p.add_argument("--every", type=float, default=0, help="refresh every this many seconds (default: once)")
+    p.add_argument("--minutes", type=float, default=90, help="with --every: stop after this long (default: 90)")
+    p.add_argument("--measure", choices=["loss", "accuracy"], default="loss",
+                   help="the gap shown: validation minus training loss (default) or training minus validation "
+                        "accuracy")
+    p.set_defaults(func=cmd_room_board)
 
 
 # --- the parser ------------------------------------------------------------------------------
@@ -228,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--groups", nargs="+", default=list(groups.GROUPS), metavar="GROUP",
                    help=f"which groups to train (default: all of {' '.join(groups.GROUPS)})")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines from Keras")
-    add_room_commands(sub)
+    add_board_commands(add_room_commands(sub), common)
     return parser
 
 
