@@ -141,8 +141,8 @@ c.Spawner.http_timeout = int(env("HTTP_TIMEOUT", "240"))
 
 # --- services: what the hub runs beside the participants' servers --------------------------------------
 # Each entry is a JupyterHub service and the role that gives it exactly the scopes it needs.
-# More services (the room's results board, issue 16) are appended to ROOM_SERVICES the same way;
-# a service that listens gets "url": "http://127.0.0.1:<port>" and is reached at /services/<name>/.
+# More services (the room's results board, below) are appended to ROOM_SERVICES the same way; a
+# service that listens gets "url": "http://127.0.0.1:<port>" and is reached at /services/<name>/.
 IDLE_MINUTES = int(env("IDLE_MINUTES", "60"))
 ROOM_SERVICES = [
     {
@@ -157,5 +157,27 @@ ROOM_SERVICES = [
         },
     },
 ]
+
+# The room's results board (issue 16, hello_dl.room.store): one run record per seat, kept in the hub's
+# state volume (it survives restarts). It needs no scopes of its own: the hub names whoever calls it.
+# Every participant may use it (the user role), also with the token their notebooks get from the hub
+# (server_token_scopes), and their containers learn its address through HELLO_DL_BOARD.
+BOARD_SERVICE = "room-board"
+BOARD_URL = f"http://127.0.0.1:{int(env('BOARD_PORT', '8082'))}"
+BOARD_ACCESS = f"access:services!service={BOARD_SERVICE}"
+ROOM_SERVICES.append({
+    "service": {
+        "name": BOARD_SERVICE,
+        "url": BOARD_URL,
+        "command": [sys.executable, "-m", "hello_dl.room.store", "--folder", f"{STATE}/room-board"],
+        "oauth_no_confirm": True,  # the instructor's browser opens the board's page without a consent page
+    },
+    "role": None,
+})
+c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", BOARD_ACCESS]
+c.Spawner.environment["HELLO_DL_BOARD"] = f"{BOARD_URL}/services/{BOARD_SERVICE}/"
+
 c.JupyterHub.services = [entry["service"] for entry in ROOM_SERVICES]
-c.JupyterHub.load_roles = [{**entry["role"], "services": [entry["service"]["name"]]} for entry in ROOM_SERVICES]
+c.JupyterHub.load_roles = [{**entry["role"], "services": [entry["service"]["name"]]}
+                           for entry in ROOM_SERVICES if entry["role"]]
+c.JupyterHub.load_roles.append({"name": "user", "scopes": ["self", BOARD_ACCESS]})
