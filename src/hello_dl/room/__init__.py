@@ -9,4 +9,9 @@ uses these modules as they are:
 * :mod:`hello_dl.room.sizing`  the stated rule for each participant's CPU and memory limits.
 * :mod:`hello_dl.room.auth`    the JupyterHub authenticator that lets in seat cards and nobody
   else (imports JupyterHub; loaded only by the hub).
+* :mod:`hello_dl.room.records` the room's run records, one small file per run (plain Python).
+* :mod:`hello_dl.room.store`   the results board's store, a JupyterHub service (loaded only by the hub).
+
+:mod:`hello_dl.room.board`, the results board itself (pooling, the figure), runs in the kit's own
+image and notebooks: it draws with Matplotlib.
 """
