@@ -5,12 +5,14 @@ test (.ci/hub-load-test); Kubernetes cannot run here, so the values file is chec
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +62,13 @@ def test_z2jh_ships_exactly_what_the_authenticator_imports(tmp_path):
         assert f"--set-file hub.extraFiles.{key}.stringData=src/{relative}" in values_text, key
         shipped[relative] = source
     assert len(re.findall(r"--set-file hub\.extraFiles\.", values_text)) == len(shipped)
+    single = values["singleuser"]
+    assert single["cmd"] == "hub" and single["storage"]["homeMountPath"] == "/home/learner/hello-dl/notebooks"
+    assert values["cull"]["enabled"] is True
     # Only the shipped files on the path (plus the installed JupyterHub): the authenticator imports.
+    if importlib.util.find_spec("jupyterhub") is None:
+        pytest.skip("importing the shipped authenticator needs JupyterHub, which this environment lacks "
+                    "(make venv installs it; the compat environment does not)")
     for relative, source in shipped.items():
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(source, tmp_path / relative)
@@ -72,6 +80,3 @@ def test_z2jh_ships_exactly_what_the_authenticator_imports(tmp_path):
                           capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "7"
-    single = values["singleuser"]
-    assert single["cmd"] == "hub" and single["storage"]["homeMountPath"] == "/home/learner/hello-dl/notebooks"
-    assert values["cull"]["enabled"] is True
