@@ -15,7 +15,9 @@ of the five won.
 
 from __future__ import annotations
 
+import difflib
 import json
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -29,6 +31,83 @@ ENV_PREFIX = "HELLO_DL_"
 #: InceptionV3 cannot take inputs smaller than this (pixels per side): the smallest image_size,
 #: and the smallest image the loader accepts.
 MIN_IMAGE_SIDE = 75
+
+#: The largest image_size the kit accepts: InceptionV3's memory grows with the pixels (at 1024 px
+#: a batch of 5 needs over 10 GB to train); 299 is its own size.
+MAX_IMAGE_SIDE = 1024
+
+
+@dataclass(frozen=True)
+class Range:
+    """The valid values of one number setting, and a few words on what is usual."""
+
+    low: float
+    high: float
+    low_open: bool = False  # True: ``low`` itself is not allowed
+    high_open: bool = False
+    usual: str = ""
+
+    def admits(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def describe(self, whole: bool = False) -> str:
+        low = f"above {self.low:g}" if self.low_open else f"at least {self.low:g}"
+        high = f"below {self.high:g}" if self.high_open else f"at most {self.high:g}"
+        kind = "a whole number" if whole else "a finite number"
+        return f"{kind} {low} and {high}" + (f"; {self.usual}" if self.usual else "")
+
+
+#: Every number setting's valid range, checked before anything is created (no run folder, no
+#: download, no model). A new number setting must get a line here (a test says so).
+RANGES: dict[str, Range] = {
+    "seed": Range(0, 2 ** 32 - 1, usual="any whole number; 42 is the kit's"),
+    "image_size": Range(MIN_IMAGE_SIDE, MAX_IMAGE_SIDE,
+                        usual="InceptionV3 takes no less than 75; 299 is its own size; 150 or 224 train faster"),
+    "val_fraction": Range(0, 1, high_open=True, usual="0.15 keeps about one image in seven for validation"),
+    "test_fraction": Range(0, 1, high_open=True, usual="0 or about 0.15"),
+    "rotation_degrees": Range(0, 180, usual="the paper used 20"),
+    "width_shift": Range(0, 1, usual="a fraction of the width; the paper used 0.2"),
+    "height_shift": Range(0, 1, usual="a fraction of the height; the paper used 0.2"),
+    "shear": Range(0, 1, usual="a fraction of the image size; 0.2 is the kit's"),
+    "zoom": Range(0, 1, high_open=True, usual="the paper used 0.2"),
+    "dense_units": Range(1, 8192, usual="the paper used 256"),
+    "dropout": Range(0, 1, high_open=True, usual="0.5 as in the paper; 0 switches it off"),
+    "bn_momentum_from_scratch": Range(0, 1, high_open=True, usual="0.5 is the kit's"),
+    "batch_size": Range(1, 1024, usual="the paper used 5; lower it if memory runs out"),
+    "learning_rate": Range(0, 1, low_open=True, usual="Adam's usual values are 1e-5 to 1e-3; the paper used 1e-4"),
+    "finetune_learning_rate": Range(0, 1, low_open=True, usual="usually 1e-5 to 1e-4"),
+    "warmup_epochs": Range(0, 1000, usual="the conference profile uses 5"),
+    "finetune_epochs": Range(0, 1000, usual="the paper used 20"),
+    "early_stopping_patience": Range(0, 1000, usual="0 switches early stopping off"),
+    "steps_per_execution": Range(1, 1000, usual="1 is Keras' default; more batches per step can be faster on a GPU"),
+    "threshold": Range(0, 1, low_open=True, high_open=True, usual="0.5 as in the paper"),
+}
+
+#: HELLO_DL_* variables that are not settings, and what reads them. Any other HELLO_DL_* name in
+#: the environment is refused (a misspelt setting would otherwise be ignored without a word).
+#: Adding a variable of your own? Add it here (a test finds every HELLO_DL_ name in the repository).
+NON_SETTING_VARIABLES: dict[str, str] = {
+    "HELLO_DL_HOME": "the kit's folder; relative data_dir and output_dir hang off it (settings.project_root)",
+    "HELLO_DL_DEBUG": "1 shows full Python tracebacks from hello-dl (cli)",
+    "HELLO_DL_LAB_IP": "the address JupyterLab listens on (scripts/lab.py)",
+    "HELLO_DL_LAB_PORT": "the port JupyterLab listens on (scripts/lab.py)",
+    "HELLO_DL_PORT": "the port on this computer for the Docker container (docker/compose.yaml)",
+    "HELLO_DL_EXTRA_CA": "a proxy's CA certificate, trusted while building the Docker image (docker/compose.yaml)",
+    "HELLO_DL_GPU_MEMORY_MB": "a GPU memory cap per process (environment, the room server)",
+    "HELLO_DL_KIT_SOURCE": "where Colab/Kaggle install the kit from (cloud)",
+    "HELLO_DL_COMPAT": "1 in CI's compatibility stage (make compat)",
+    "HELLO_DL_COMPAT_WHEELS": "the wheels folder of CI's compatibility stage (make compat)",
+}
+#: Whole families of non-setting variables, by prefix: the room server's and CI's own.
+NON_SETTING_PREFIXES: dict[str, str] = {
+    "HELLO_DL_ROOM_": "the room server (docker/hub, hello-dl room)",
+    "HELLO_DL_CI_": "CI's scripts (.ci/)",
+}
+
 
 #: Where a real user downloads the dataset: the archive in the paper's own repository.
 DEFAULT_DATA_URL = (
@@ -265,9 +344,12 @@ def load_settings(profile: str | None = None, *, base: Settings | None = None,
     env = dict(os.environ if environ is None else environ)
     unknown = sorted(set(overrides) - set(setting_names()))
     if unknown:
+        guesses = [f"{name} (did you mean {_nearest(name, setting_names())}?)" if _nearest(name, setting_names())
+                   else name for name in unknown]
         raise SettingsError(
-            f"Unknown setting(s): {', '.join(unknown)}. Known settings: {', '.join(setting_names())}."
+            f"Unknown setting(s): {', '.join(guesses)}. Known settings: {', '.join(setting_names())}."
         )
+    check_environment(env)
 
     if base is not None:
         values = base.knobs()
@@ -333,6 +415,35 @@ def load_settings(profile: str | None = None, *, base: Settings | None = None,
     return _finish(values, sources)
 
 
+def _nearest(name: str, candidates: list[str]) -> str | None:
+    found = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def is_known_variable(key: str) -> bool:
+    """True for a setting's HELLO_DL_<NAME> and for the kit's other HELLO_DL_* variables (see the lists above)."""
+    if not key.startswith(ENV_PREFIX):
+        return True
+    return (key[len(ENV_PREFIX):].lower() in setting_names() and key == key.upper()) or \
+        key in NON_SETTING_VARIABLES or key.startswith(tuple(NON_SETTING_PREFIXES))
+
+
+def check_environment(env: dict[str, str]) -> None:
+    """Refuse HELLO_DL_* variables the kit does not know, suggesting the nearest real name."""
+    unknown = sorted(key for key in env if key.startswith(ENV_PREFIX) and not is_known_variable(key))
+    if not unknown:
+        return
+    known = [ENV_PREFIX + name.upper() for name in setting_names()] + list(NON_SETTING_VARIABLES)
+    lines = []
+    for key in unknown:
+        nearest = _nearest(key.upper(), known)
+        lines.append(f"{key}: " + (f"did you mean {nearest}?" if nearest else "not a name the kit knows."))
+    raise SettingsError(
+        "Unknown HELLO_DL_ variable(s) in the environment, so their values would be ignored:\n  "
+        + "\n  ".join(lines) + f"\nRename or unset them (e.g. `unset {unknown[0]}`). `hello-dl settings` lists "
+        "every setting; HELLO_DL_<SETTING> sets one (for example HELLO_DL_IMAGE_SIZE=150).")
+
+
 def _finish(values: dict[str, Any], sources: dict[str, str]) -> Settings:
     settings = Settings(**{k: _convert(k, v, sources.get(k, "default")) for k, v in values.items()})
     root = project_root()
@@ -346,24 +457,32 @@ def _finish(values: dict[str, Any], sources: dict[str, str]) -> Settings:
 
 
 def _validate(s: Settings) -> None:
-    problems = []
-    if s.image_size < MIN_IMAGE_SIDE:
-        problems.append(f"image_size is {s.image_size}, but InceptionV3 needs at least {MIN_IMAGE_SIDE} pixels "
-                        "per side.")
-    if s.batch_size < 1:
-        problems.append("batch_size must be at least 1.")
+    """Every setting in its valid range, or one error listing each that is not (with where it came from)."""
+    problems: list[tuple[str, str]] = []  # (setting, what is wrong)
+    for name, valid in RANGES.items():
+        value = getattr(s, name)
+        if not valid.admits(float(value)):
+            problems.append((name, f"{name} is {value} (from {s.sources.get(name, 'default')}); it must be "
+                                   f"{valid.describe(_FIELD_TYPES[name] is int)}."))
     if len(s.class_folders) != 2 or len(s.class_names) != 2:
-        problems.append("class_folders and class_names each need exactly two entries (a binary classifier).")
-    if not 0.0 <= s.dropout < 1.0:
-        problems.append(f"dropout is {s.dropout}; it must be at least 0 and below 1.")
-    if not 0.0 < s.threshold < 1.0:
-        problems.append(f"threshold is {s.threshold}; it must be between 0 and 1.")
-    if s.warmup_epochs < 0 or s.finetune_epochs < 0 or s.total_epochs == 0:
-        problems.append("warmup_epochs and finetune_epochs must be >= 0 and not both 0.")
-    if not 0.0 <= s.val_fraction < 1.0 or not 0.0 <= s.test_fraction < 1.0 or s.val_fraction + s.test_fraction >= 1.0:
-        problems.append("val_fraction and test_fraction must each be in [0, 1) and add up to less than 1.")
+        problems.append(("class_folders", "class_folders and class_names each need exactly two entries "
+                                          "(a binary classifier)."))
+    elif s.class_folders[0] == s.class_folders[1]:
+        problems.append(("class_folders", f"class_folders names the same folder twice ({s.class_folders[0]}); "
+                                          "give the two class folders."))
+    folders = [s.train_folder, s.val_folder, s.test_folder]
+    if not all(name.strip() for name in folders) or len(set(folders)) != 3:
+        problems.append(("train_folder", f"train_folder, val_folder and test_folder must be three different, "
+                                         f"non-empty folder names (they are {', '.join(map(repr, folders))})."))
+    if s.total_epochs == 0:
+        problems.append(("finetune_epochs", "warmup_epochs and finetune_epochs are both 0: nothing would be "
+                                            "trained. Set at least one of them to 1 or more."))
+    if s.val_fraction + s.test_fraction >= 1.0:
+        problems.append(("val_fraction", f"val_fraction ({s.val_fraction:g}) and test_fraction "
+                                         f"({s.test_fraction:g}) add up to 1 or more: nothing is left to train on."))
     if problems:
-        details = "\n  ".join(f"{p} ({s.sources.get(p.split()[0], 'default')})" for p in problems)
+        details = "\n  ".join(text if "(from " in text else f"{text} (from {s.sources.get(name, 'default')})"
+                               for name, text in problems)
         raise SettingsError("Some settings cannot be used:\n  " + details)
 
 
@@ -376,6 +495,7 @@ def settings_from_json(path: str | Path) -> Settings:
 
 
 __all__ = [
-    "DEFAULT_DATA_URL", "DEFAULT_PROFILE", "ENV_PREFIX", "MIN_IMAGE_SIDE", "PROFILES", "Settings", "SettingsError",
-    "load_settings", "project_root", "setting_names", "settings_from_json",
+    "DEFAULT_DATA_URL", "DEFAULT_PROFILE", "ENV_PREFIX", "MAX_IMAGE_SIDE", "MIN_IMAGE_SIDE", "NON_SETTING_PREFIXES",
+    "NON_SETTING_VARIABLES", "PROFILES", "RANGES", "Range", "Settings", "SettingsError", "check_environment",
+    "is_known_variable", "load_settings", "project_root", "setting_names", "settings_from_json",
 ]
