@@ -3,15 +3,28 @@
 Every subcommand accepts ``--profile`` and ``--set KEY=VALUE`` (repeatable), the same knobs
 as the ``HELLO_DL_*`` environment variables, so a step run from the shell and the same step
 run from a notebook use the same settings.
+
+No user mistake or everyday OS problem ends in a Python traceback: the kit's own errors and
+OS errors (a full disk, a read-only or forbidden folder) are printed as one plain message, exit
+status 2. Anything else is a bug in the kit: a short line says so; ``--debug`` (or
+``HELLO_DL_DEBUG=1``) shows the whole traceback. TensorFlow's C++ start-up lines ("failed call
+to cuInit" on every computer without a GPU) are kept off the screen, as the notebooks' kernel
+does; ``--debug`` shows them too.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import os
+import re
 import sys
+import threading
 import time
+import traceback
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from hello_dl import dataset, dicom, environment, fetch, groups, runs, split, weights
 from hello_dl.errors import HelloDLError
@@ -85,27 +98,29 @@ def cmd_dicom_to_png(args: argparse.Namespace) -> int:
 # runner load TensorFlow/Keras, scikit-learn or Jupyter (seconds), which `hello-dl settings` and
 # the data commands should not wait for.
 def cmd_train(args: argparse.Namespace) -> int:
+    settings = _settings(args)  # first: a wrong setting is said at once, not after TensorFlow has loaded
     from hello_dl import train  # loads TensorFlow (see above)
 
-    result = train.train(_settings(args))
+    result = train.train(settings)
     print(f"Run folder: {result.run_dir}")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    run = runs.open_run(args.run, _settings(args))  # first: a wrong setting or folder is said at once
     from hello_dl import evaluate  # loads scikit-learn and Matplotlib (see above)
 
-    metrics = evaluate.evaluate_run(runs.open_run(args.run, _settings(args)))
+    metrics = evaluate.evaluate_run(run)
     for key, value in metrics.items():
         print(f"{key}: {value}")
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    settings = _settings(args)  # first: a wrong setting, or no finished run, is said at once
+    run = runs.open_run(args.run, settings) if args.run else runs.latest(settings)
     from hello_dl import evaluate  # loads scikit-learn and Matplotlib (see above)
 
-    settings = _settings(args)
-    run = runs.open_run(args.run, settings) if args.run else runs.latest(settings)
     for prediction in evaluate.predict_paths([Path(p) for p in args.paths], run):
         print(prediction)
     return 0
@@ -118,19 +133,20 @@ def cmd_group(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings(args)  # first: a wrong setting is said at once
     from hello_dl import runner  # loads Jupyter (see above)
 
-    summary = runner.run_all(_settings(args))
+    summary = runner.run_all(settings)
     print(f"Executed notebooks, figures and summary in {summary.parent}")
     print(f"Summary: {summary}")
     return 0
 
 
 def cmd_reference(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    settings = _settings(args)  # first: a wrong setting is said at once
     from hello_dl import reference  # loads TensorFlow (see above)
 
-    started = time.monotonic()
-    settings = _settings(args)
     fetch.fetch_data(settings)
     made = reference.train_reference_groups(settings, args.groups, verbose=0 if args.quiet else 2)
     print(f"\nDone in {(time.monotonic() - started) / 60:.1f} min. Notebook 05 now shows:")
@@ -269,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--profile", help="paper | conference | smoke (default: HELLO_DL_PROFILE or conference)")
     common.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="override one setting, e.g. --set image_size=150 (repeatable)")
+    common.add_argument("--debug", action="store_true",
+                        help="show full Python tracebacks and TensorFlow's own log lines (or HELLO_DL_DEBUG=1)")
 
     parser = argparse.ArgumentParser(prog="hello-dl", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -312,17 +330,122 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# --- the console: plain messages, no tracebacks, no C++ chatter -------------------------------------
+#: A line of TensorFlow's C++ logging (absl/glog layout), e.g. "E0000 00:00:1796163523.176184  17245
+#: cuda_platform.cc:52] failed call to cuInit: ...", and the notice absl prints before its first one.
+_NATIVE_LOG_LINE = re.compile(rb"^(?:[IWEF]\d{4} [\d:.]+ +\d+ [^ \]]+:\d+\] "
+                              rb"|WARNING: All log messages before absl::InitializeLog\(\) is called)")
+#: The start of a line that may still become one of those (held back until its end arrives).
+_NATIVE_LOG_START = re.compile(rb"^(?:[IWEF]\d{0,4}(?: |$)|W(?:A(?:R(?:N(?:I(?:N(?:G(?::.*)?)?)?)?)?)?)?$)")
+
+
+@contextlib.contextmanager
+def native_logs_hidden() -> Iterator[None]:
+    """Keep TensorFlow's C++ log lines off the screen; every other byte written to stderr passes.
+
+    TensorFlow writes those lines straight to file descriptor 2, below Python, before its own
+    log settings apply (TF_CPP_MIN_LOG_LEVEL does not reach them). So stderr is pointed at a pipe
+    for the duration, and a thread copies it to the real stderr line by line, leaving them out.
+    A line without its end yet (a progress bar's) is passed on at once unless it may become one.
+    """
+    sys.stderr.flush()
+    try:
+        real = os.dup(2)
+        read_end, write_end = os.pipe()
+    except OSError:  # no stderr to filter (a closed descriptor): nothing to hide either
+        yield
+        return
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def copy() -> None:
+        pending = b""
+        with contextlib.suppress(OSError):
+            while chunk := os.read(read_end, 65536):
+                *lines, pending = (pending + chunk).split(b"\n")
+                out = b"".join(line + b"\n" for line in lines if not _NATIVE_LOG_LINE.match(line))
+                if pending and not _NATIVE_LOG_START.match(pending):
+                    out, pending = out + pending, b""
+                if out:
+                    os.write(real, out)
+            if pending and not _NATIVE_LOG_LINE.match(pending):
+                os.write(real, pending)
+        os.close(read_end)
+
+    copier = threading.Thread(target=copy, name="hello-dl stderr", daemon=True)
+    copier.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(real, 2)  # closes the pipe's last writer (unless a child process still holds it)
+        copier.join(timeout=5)
+        os.close(real)
+
+
+def debug_requested(args: argparse.Namespace | None = None) -> bool:
+    flag = os.environ.get("HELLO_DL_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+    return flag or bool(getattr(args, "debug", False))
+
+
+#: OS errors that are the computer's state, not a bug: said in plain words, exit status 2.
+_EVERYDAY_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT,
+                    errno.EISDIR, errno.ENOTDIR, errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EIO,
+                    errno.ENAMETOOLONG, errno.EBUSY, errno.ETXTBSY, errno.EEXIST, errno.ENOTEMPTY}
+
+
+def os_error_message(exc: OSError) -> str:
+    """An OS error that escaped the kit's own checks, in words a newcomer can act on."""
+    name = exc.filename or getattr(exc, "filename2", None)
+    if name and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):  # always a write
+        return str(runs.storage_error(exc, Path(name)))
+    what = exc.strerror or str(exc)
+    where = f" ({name})" if name else ""
+    advice = {errno.ENOENT: "Check the path, and that the earlier step that makes it has run.",
+              errno.EACCES: "You may not read or write it: ask whoever owns it for access, or use a file or "
+                            "folder of your own.",
+              errno.EIO: "The disk or network drive reported an error: check it, then run again.",
+              errno.ENOMEM: "Close other programs or notebooks, or lower batch_size or image_size."}
+    advice[errno.EPERM] = advice[errno.EACCES]
+    return f"{what}{where}. {advice.get(exc.errno, 'Check the file or folder named, then run again.')}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except HelloDLError as exc:
-        print(f"hello-dl: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("hello-dl: interrupted; whatever was finished is kept.", file=sys.stderr)
-        return 130
+    debug = debug_requested(args)
+    with contextlib.nullcontext() if debug else native_logs_hidden():
+        try:
+            return args.func(args)
+        except HelloDLError as exc:
+            if debug:
+                traceback.print_exc()
+            print(f"hello-dl: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("hello-dl: interrupted; whatever was finished is kept.", file=sys.stderr)
+            return 130
+        except BrokenPipeError:  # the reader of our output went away (e.g. `| head`): nothing to say
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
+        except OSError as exc:
+            if debug or exc.errno not in _EVERYDAY_ERRNOS:
+                raise
+            print(f"hello-dl: {os_error_message(exc)}", file=sys.stderr)
+            return 2
+        except Exception as exc:  # noqa: BLE001 - a bug: one plain line, the traceback only on request
+            if debug:
+                raise
+            if type(exc).__name__ == "ResourceExhaustedError":  # TensorFlow's out-of-memory, not a bug
+                print("hello-dl: TensorFlow ran out of memory. Lower batch_size (e.g. --set batch_size=2) or "
+                      "image_size (e.g. --set image_size=224), close other notebooks' kernels, and run again.",
+                      file=sys.stderr)
+                return 2
+            print(f"hello-dl: this is a bug in the kit, not something you did ({type(exc).__name__}: {exc}). "
+                  f"Run the same command again with --debug (or HELLO_DL_DEBUG=1) to see the details, and "
+                  f"please report them.", file=sys.stderr)
+            return 1
 
 
 if __name__ == "__main__":
