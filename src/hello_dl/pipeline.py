@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
@@ -156,6 +156,8 @@ class Datasets:
     image_size: int
     batch_size: int
     augmented: bool
+    #: Identical images found in more than one split (see hello_dl.dataset: DatasetIndex.leaks).
+    leaks: list[list[str]] = field(default_factory=list)
 
     @property
     def train_count(self) -> int:
@@ -247,6 +249,7 @@ def build_datasets(settings: Settings) -> Datasets:
         image_size=int(settings.image_size),
         batch_size=int(settings.batch_size),
         augmented=bool(settings.augment),
+        leaks=list(index.leaks),
     )
 
 

@@ -21,10 +21,21 @@ Every run writes into a new folder of its own under ``settings.output_dir``::
 The folder and its file names belong to :mod:`hello_dl.runs`. Nothing of an earlier run is ever
 overwritten. An interrupted run keeps its history and the best model so far, but no FINISHED
 marker, so later lessons never pick it up as "the latest run".
+
+Nothing broken is ever called finished: a loss that becomes NaN or infinite stops training at
+once (:class:`StopOnInvalidLoss`, Keras' ``TerminateOnNaN``) with :class:`TrainingDiverged`, which
+names the likely cause; the best model is saved atomically (a full disk leaves the previous
+best model, never half a file), and a full or read-only disk ends in a plain
+:class:`~hello_dl.runs.StorageError` naming the run folder and the space needed. In every one of
+these cases the FINISHED marker is not written, so earlier runs stay "the latest".
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +43,11 @@ from typing import Any, Sequence
 
 import keras  # at the top here: the callbacks below are Keras classes
 
+from hello_dl import dataset as dataset_module
 from hello_dl import environment, evaluate, pipeline, plots, runs
 from hello_dl import model as model_module
+from hello_dl import weights as weights_module
+from hello_dl.errors import HelloDLError
 from hello_dl.settings import Settings
 
 PHASE_NAMES = {1: "warm-up (base frozen, new head learns)", 2: "fine-tuning (base unfrozen)"}
@@ -74,6 +88,92 @@ class JsonHistory(keras.callbacks.Callback):
         runs.write_json(self.path, self.history)
 
 
+class TrainingDiverged(HelloDLError):
+    """The loss became NaN or infinite: the weights are broken and training cannot go on."""
+
+
+class StopOnInvalidLoss(keras.callbacks.TerminateOnNaN):
+    """Keras' TerminateOnNaN (stop at the first batch whose loss is NaN or infinite), remembering where.
+
+    A validation loss that is not a number stops training too (the weights are then broken even
+    if the last training batches were not). :func:`train` turns what it saw into a plain message.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = 0
+        self.stopped: dict | None = None  # where it happened: epoch (from 1), batch, which loss, value
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_batch_end(self, batch, logs=None):
+        super().on_batch_end(batch, logs)
+        loss = (logs or {}).get("loss")
+        if self.stopped is None and loss is not None and not math.isfinite(float(loss)):
+            self.stopped = {"epoch": self.epoch + 1, "batch": batch + 1, "loss": "loss", "value": float(loss)}
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("val_loss")
+        if self.stopped is None and loss is not None and not math.isfinite(float(loss)):
+            self.stopped = {"epoch": epoch + 1, "batch": None, "loss": "val_loss", "value": float(loss)}
+            self.model.stop_training = True
+
+
+class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """Keras' ModelCheckpoint, but a reader (or a full disk) never sees half a model file.
+
+    Keras writes the improved model to a hidden temporary file beside ``best_model.keras``; only a
+    complete file is renamed over it. If saving fails (a full disk), the temporary file is
+    removed, the previous best model stays as it was, and the error names the run folder and
+    about how much space the model needs.
+    """
+
+    def __init__(self, path: Path, **kwargs):
+        self.final = Path(path)
+        self.temporary = self.final.with_name(f".{self.final.stem}.partial{self.final.suffix}")
+        super().__init__(str(self.temporary), **kwargs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        try:
+            super().on_epoch_end(epoch, logs)
+            if self.temporary.exists():
+                with open(self.temporary, "rb") as handle:
+                    os.fsync(handle.fileno())
+                os.replace(self.temporary, self.final)
+        except OSError as exc:
+            raise runs.storage_error(exc, self.final, model_file_bytes(self.model)) from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.temporary)
+
+
+def model_file_bytes(model: keras.Model) -> int:
+    """About how large a saved checkpoint is: every weight, plus Adam's two moments of each trainable one."""
+    trainable = sum(int(math.prod(w.shape)) for w in model.trainable_weights)
+    return 4 * (model.count_params() + 2 * trainable)
+
+
+def diverged_message(stopped: dict, settings: Settings, phase: int, run_dir: Path) -> str:
+    """Plain words for a loss that became NaN or infinite: where, the likely cause, what to do."""
+    rate_name = "learning_rate" if phase == 1 else "finetune_learning_rate"
+    rate = getattr(settings, rate_name)
+    where = f"epoch {stopped['epoch']}" + (f", batch {stopped['batch']}" if stopped["batch"] else " (validation)")
+    which = "training" if stopped["loss"] == "loss" else "validation"
+    return (f"Training stopped in {where} of phase {phase}: the {which} loss became {stopped['value']} (not a number), so the weights are broken. The likely cause is a "
+            f"learning rate too high for this run: {rate_name} is {rate:g} (from "
+            f"{settings.sources.get(rate_name, 'default')}). Try a smaller one, e.g. --set {rate_name}=1e-5 "
+            f"(the paper used 1e-4).{_weights_hint(settings)} The run folder {run_dir} keeps its history for a "
+            f"look, but it is not marked finished, so no later step uses it.")
+
+
+def _weights_hint(settings: Settings) -> str:
+    if weights_module.weights_choice(settings) != "file":
+        return ""
+    return (f" If this happens at once even with a small learning rate, the weights file {settings.weights} may "
+            f"hold broken values: try HELLO_DL_WEIGHTS=imagenet or none.")
+
+
 def callbacks_for_phase(phase: int, run_dir: Path, settings: Settings, shared: dict,
                         extra: Sequence[keras.callbacks.Callback] = ()) -> list:
     """The Keras callbacks of one phase; ``shared`` keeps the ones whose memory spans both phases.
@@ -84,11 +184,14 @@ def callbacks_for_phase(phase: int, run_dir: Path, settings: Settings, shared: d
     if "checkpoint" not in shared:
         # One checkpoint for both phases: it keeps the best validation loss seen so far, so
         # phase 2 only replaces the saved model if it really does better.
-        shared["checkpoint"] = keras.callbacks.ModelCheckpoint(
-            str(run_dir / runs.BEST_MODEL), monitor="val_loss", mode="min", save_best_only=True)
+        shared["checkpoint"] = AtomicModelCheckpoint(run_dir / runs.BEST_MODEL, monitor="val_loss", mode="min",
+                                                     save_best_only=True)
+        shared["invalid_loss"] = StopOnInvalidLoss()
         shared["history"] = JsonHistory(run_dir / runs.HISTORY_JSON)
         shared["csv"] = keras.callbacks.CSVLogger(str(run_dir / runs.HISTORY_CSV), append=True)
-    callbacks = [*extra, PhaseColumn(phase), shared["history"], shared["csv"], shared["checkpoint"]]
+    # The loss check first: an epoch whose loss became NaN is never saved as the best model.
+    callbacks = [shared["invalid_loss"], *extra, PhaseColumn(phase), shared["history"], shared["csv"],
+                 shared["checkpoint"]]
     if settings.early_stopping_patience > 0:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", mode="min",
                                                        patience=settings.early_stopping_patience))
@@ -119,7 +222,7 @@ class TrainResult:
                  f"(validation loss {m['val_loss']:.3f}, accuracy {m['val_accuracy']:.0%}, "
                  f"AUC {_maybe(m['val_auc'])})",
                  f"Training time: {m['timings']['total_seconds']:.0f} s"]
-        return "\n".join(lines)
+        return "\n".join(lines + list(m.get("warnings", [])))
 
 
 def _maybe(value: float | None) -> str:
@@ -141,9 +244,31 @@ def train(settings: Settings, *, verbose: int = 2, datasets: Any = None,
     # Data and model first: a missing dataset or weights file stops here, before a run folder exists.
     data = datasets if datasets is not None else pipeline.build_datasets(settings)
     network = model_module.build_model(settings)
+    leak_warning = dataset_module.leak_warning(getattr(data, "leaks", []))
+    if leak_warning:
+        say(leak_warning)
     run_dir = runs.create(settings)
     say(f"Run folder: {run_dir}")
-    shared: dict = {"extra": tuple(callbacks)}
+    try:
+        result = _train_in(run_dir, network, data, settings, verbose, tuple(callbacks), started, leak_warning)
+    except OSError as exc:  # a full or read-only disk while writing the run (history, figures)
+        if exc.errno not in _STORAGE_ERRNOS:
+            raise
+        written = Path(exc.filename) if exc.filename else run_dir / runs.METRICS
+        raise runs.storage_error(exc, written, model_file_bytes(network)) from None
+    say(result.format())
+    return result
+
+
+#: OS errors while writing a run that are the disk's state (full, read-only, forbidden), not a bug.
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _train_in(run_dir: Path, network, data, settings: Settings, verbose: int, callbacks: tuple, started: float,
+              leak_warning: str | None) -> TrainResult:
+    """Both phases, the evaluation and the run's files; the FINISHED marker only when all of it worked."""
+    say = print if verbose else (lambda *a, **k: None)
+    shared: dict = {"extra": callbacks}
     timings: dict[str, float] = {"data_and_model_seconds": round(time.perf_counter() - started, 2)}
     phases = []
 
@@ -153,6 +278,7 @@ def train(settings: Settings, *, verbose: int = 2, datasets: Any = None,
             f"{settings.learning_rate:g}. {model_module.trainable_summary(network)}")
         phases.append(_fit_phase(network, data, 1, 0, settings.warmup_epochs, run_dir, settings, shared,
                                  verbose, timings, settings.learning_rate))
+        _stop_if_diverged(shared, settings, 1, run_dir)
     if settings.finetune_epochs > 0:
         first = _epochs_done(shared)
         model_module.unfreeze_base(network, from_layer=settings.fine_tune_from or None,
@@ -162,6 +288,7 @@ def train(settings: Settings, *, verbose: int = 2, datasets: Any = None,
             f"{settings.finetune_learning_rate:g}. {model_module.trainable_summary(network)}")
         phases.append(_fit_phase(network, data, 2, first, first + settings.finetune_epochs, run_dir, settings,
                                  shared, verbose, timings, settings.finetune_learning_rate))
+        _stop_if_diverged(shared, settings, 2, run_dir)
 
     history = shared["history"].history if "history" in shared else {}
     best_path = run_dir / runs.BEST_MODEL
@@ -195,12 +322,19 @@ def train(settings: Settings, *, verbose: int = 2, datasets: Any = None,
         "phases": phases,
         "timings": timings,
         "best_model": str(best_path),
+        # Identical images in two splits flatter the validation numbers: counted, and said in words.
+        "images_shared_between_splits": len(getattr(data, "leaks", [])),
+        "warnings": [leak_warning] if leak_warning else [],
     }
     runs.write_json(run_dir / runs.METRICS, metrics)
     runs.mark_finished(run_dir)
-    result = TrainResult(run_dir=run_dir, history=history, metrics=metrics, model=best)
-    say(result.format())
-    return result
+    return TrainResult(run_dir=run_dir, history=history, metrics=metrics, model=best)
+
+
+def _stop_if_diverged(shared: dict, settings: Settings, phase: int, run_dir: Path) -> None:
+    stopped = shared["invalid_loss"].stopped if "invalid_loss" in shared else None
+    if stopped:
+        raise TrainingDiverged(diverged_message(stopped, settings, phase, run_dir))
 
 
 def slim_best_model(run_dir: Path, settings: Settings):
@@ -238,5 +372,6 @@ def _fit_phase(network, data, phase: int, initial_epoch: int, epochs: int, run_d
             "epochs_planned": epochs - initial_epoch, "learning_rate": learning_rate, "seconds": seconds}
 
 
-__all__ = ["JsonHistory", "PHASE_NAMES", "PhaseColumn", "TrainResult", "callbacks_for_phase", "slim_best_model",
+__all__ = ["AtomicModelCheckpoint", "JsonHistory", "PHASE_NAMES", "PhaseColumn", "StopOnInvalidLoss", "TrainResult",
+           "TrainingDiverged", "callbacks_for_phase", "diverged_message", "model_file_bytes", "slim_best_model",
            "train"]
