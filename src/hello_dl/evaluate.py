@@ -33,6 +33,23 @@ if TYPE_CHECKING:  # pragma: no cover
 DIRECT_CALL_LIMIT = 32
 
 
+class BrokenModelError(DataError):
+    """The model answers NaN or infinity instead of a probability: its weights are broken."""
+
+
+def check_finite(probabilities: np.ndarray, files: Sequence[Path], where: str = "The model") -> np.ndarray:
+    """Refuse outputs that are not numbers: a model whose training diverged answers NaN for every image."""
+    bad = ~np.isfinite(np.asarray(probabilities, dtype=np.float64))
+    if bad.any():
+        named = [str(f) for f, b in zip(files, bad) if b][:3]
+        raise BrokenModelError(
+            f"{where} gives no usable answer (NaN or infinity instead of a probability) for {int(bad.sum())} of "
+            f"{len(bad)} image(s){' (' + ', '.join(named) + ')' if named else ''}. Its weights are broken, "
+            f"most likely because its training diverged (a learning rate far too high makes the loss NaN). "
+            f"Train again with a smaller learning rate (the paper's 1e-4 is safe), or use another run (--run).")
+    return probabilities
+
+
 def _predict(model: "keras.Model", images: np.ndarray, batch_size: int) -> np.ndarray:
     import keras  # here, not at the top: TensorFlow takes seconds to load
 
@@ -91,15 +108,19 @@ def find_images(paths: Iterable[str | Path]) -> list[Path]:
 
 def predict_paths(paths: Iterable[str | Path], run: runs.Run) -> list[Prediction]:
     """Predict every image file (or every image in a folder) with a run's best model and settings."""
-    return predict_files(run.model, paths, run.settings)
+    return predict_files(run.model, paths, run.settings, where=f"The model of the run {run.folder}")
 
 
-def predict_files(model: "keras.Model", paths: Iterable[str | Path], settings: Settings) -> list[Prediction]:
-    """Predict image files or folders with a model in memory (``settings`` must match it)."""
+def predict_files(model: "keras.Model", paths: Iterable[str | Path], settings: Settings, *,
+                  where: str = "The model") -> list[Prediction]:
+    """Predict image files or folders with a model in memory (``settings`` must match it).
+
+    A model that answers NaN or infinity is refused (:class:`BrokenModelError`, ``where`` names it).
+    """
     files = find_images(paths)
     _check_input_size(model, settings)
     images = pipeline.load_images(files, settings)
-    probabilities = _predict(model, images, settings.batch_size)
+    probabilities = check_finite(_predict(model, images, settings.batch_size), files, where)
     classes = classify(probabilities, settings)
     return [Prediction(file, float(p), int(c), settings.class_names[int(c)], image=image)
             for file, p, c, image in zip(files, probabilities, classes, images)]
@@ -165,8 +186,11 @@ class Evaluation:
 
 
 def evaluate_model(model: "keras.Model", settings: Settings, split: str = "val", *,
-                   datasets: Any = None) -> Evaluation:
-    """Accuracy, ROC AUC, confusion matrix and report of ``model`` on a labelled split."""
+                   datasets: Any = None, where: str = "The model") -> Evaluation:
+    """Accuracy, ROC AUC, confusion matrix and report of ``model`` on a labelled split.
+
+    A model that answers NaN or infinity is refused (:class:`BrokenModelError`, ``where`` names it).
+    """
     _check_input_size(model, settings)
     if datasets is not None and split == "val":
         images = pipeline.load_images(datasets.val_files, settings)
@@ -180,8 +204,8 @@ def evaluate_model(model: "keras.Model", settings: Settings, split: str = "val",
                         f"folders), so there is nothing to score. Use a labelled split such as val.")
     images, labels = images[known], labels[known].astype(int)
     files = [f for f, k in zip(files, known) if k]
-    evaluation = score(labels, _predict(model, images, settings.batch_size), settings, split=split,
-                       files=files)
+    probabilities = check_finite(_predict(model, images, settings.batch_size), files, where)
+    evaluation = score(labels, probabilities, settings, split=split, files=files)
     evaluation.images = images
     return evaluation
 
@@ -243,7 +267,7 @@ def evaluate_run(run: runs.Run) -> dict[str, Any]:
     test = scan(settings).test
     splits = ["val"] + (["test"] if len(test) and all(label is not None for label in test.labels) else [])
     for split in splits:
-        evaluation = evaluate_model(model, settings, split)
+        evaluation = evaluate_model(model, settings, split, where=f"The model of the run {run.folder}")
         save_evaluation(evaluation, run.folder)
         prefix = "" if split == "val" else "test_"
         summary.update({f"{prefix}images": len(evaluation.files), f"{prefix}accuracy": round(evaluation.accuracy, 4),
@@ -259,6 +283,6 @@ def evaluate_run(run: runs.Run) -> dict[str, Any]:
 
 
 __all__ = [
-    "Evaluation", "Prediction", "classify", "evaluate_model", "evaluate_run", "find_images",
-    "predict_files", "predict_paths", "save_evaluation", "score",
+    "BrokenModelError", "Evaluation", "Prediction", "check_finite", "classify", "evaluate_model", "evaluate_run",
+    "find_images", "predict_files", "predict_paths", "save_evaluation", "score",
 ]
