@@ -39,7 +39,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut, get_decoder
 from pydicom.uid import ComputedRadiographyImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from hello_dl.errors import DataError
+from hello_dl.errors import DataError, unreadable_file
 from hello_dl.filetypes import DICOM_SUFFIXES, is_dicom_file, is_junk
 from hello_dl.runs import write_atomic
 
@@ -113,6 +113,8 @@ def _read_dataset(path: Path) -> Dataset:
         ds = pydicom.dcmread(path)
     except InvalidDicomError:
         ds = None
+    except PermissionError:
+        raise unreadable_file(path) from None
     except (OSError, EOFError, ValueError, KeyError, TypeError, struct.error) as exc:
         raise DataError(f"{path} is a damaged DICOM file and cannot be read ({exc}). "
                         f"Export it again from the PACS or viewer.") from None

@@ -19,3 +19,9 @@ class ChecksumError(DataError):
 
 class WeightsError(HelloDLError):
     """Pretrained weights are missing, corrupt or do not fit the model."""
+
+
+def unreadable_file(path: object) -> DataError:
+    """A file this user may not read (permission denied): it is not damaged, so the message says so."""
+    return DataError(f"{path} cannot be opened: you may not read it (permission denied). Ask whoever owns it "
+                     f"to let you read it, or copy it into a folder of your own, and run again.")

@@ -37,7 +37,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from hello_dl import dicom
-from hello_dl.errors import DataError
+from hello_dl.errors import DataError, unreadable_file
 # is_image_file is not used here: it stays importable from images until evaluate takes it from filetypes.
 from hello_dl.filetypes import is_dicom_file, is_image_file  # noqa: F401
 from hello_dl.settings import MIN_IMAGE_SIDE
@@ -112,6 +112,8 @@ def _open_pillow(path: Path) -> Image.Image:
         ) from None
     except Image.DecompressionBombError as exc:
         raise _too_large(path, None, None, str(exc)) from None
+    except PermissionError:
+        raise unreadable_file(path) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise DataError(
             f"{path} is damaged or incomplete and cannot be read ({exc}). Copy or export the file "

@@ -32,6 +32,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -75,7 +76,7 @@ def storage_error(exc: OSError, path: Path, needed_bytes: int | None = None) -> 
     """A plain-words error for an OS failure while writing ``path`` (or the original error's text)."""
     folder = _users_folder(Path(path))
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        need = f" (about {needed_bytes / 1e6:.1f} MB more were needed)" if needed_bytes else ""
+        need = f" (this needs about {needed_bytes / 1e6:.0f} MB free)" if needed_bytes else ""
         return StorageError(f"No space left on the disk that holds {folder}{need}. Free some space there, or "
                             f"choose a folder on a disk with room, and run again. Nothing half-written was kept.")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -279,8 +280,10 @@ def mark_finished(folder: str | Path) -> Path:
 def _layout(folder: Path) -> int:
     try:
         return int(json.loads((folder / SETTINGS).read_text()).get(LAYOUT_KEY, 1))
-    except (OSError, ValueError, AttributeError, TypeError):
+    except OSError:
         return 1
+    except (ValueError, AttributeError, TypeError):
+        return LAYOUT  # damaged: nothing proves it is an old run, so only the FINISHED marker counts
 
 
 def is_finished(folder: str | Path) -> bool:
@@ -342,9 +345,10 @@ def run_settings(folder: str | Path, caller: Settings | None = None) -> Settings
         return caller if caller is not None else load_settings()
     try:
         saved = settings_from_json(saved_file)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"The settings file {saved_file} cannot be read ({exc}). It is damaged; train again, "
-                        "or restore it from a copy.") from None
+    except (OSError, ValueError, AttributeError, TypeError, KeyError) as exc:
+        # (Not valid JSON, JSON of the wrong shape, or values no setting accepts.)
+        raise DataError(f"The settings file {saved_file} cannot be read ({type(exc).__name__}: {exc}). It is "
+                        f"damaged; train again, restore it from a copy, or use another run (--run).") from None
     if caller is None:
         return saved
     merged = load_settings(base=saved, **{name: getattr(caller, name) for name in CALLERS_KNOBS})
@@ -414,11 +418,15 @@ def load_model(path: str | Path) -> "keras.Model":
         raise DataError(f"{path} does not exist: {path.parent} is not a finished run folder (no model was saved "
                         "there, perhaps training stopped before the first epoch ended). Use a folder printed "
                         "by `hello-dl train`.")
+    if not zipfile.is_zipfile(path):  # a .keras file is a zip archive; Keras would say "File not found"
+        raise DataError(f"The model file {path} is damaged and cannot be read: it is not a complete Keras model "
+                        "file (perhaps cut off while it was copied or saved). Train again to make a new one, or use "
+                        "another run (--run).")
     try:
         model = keras.models.load_model(path, safe_mode=True, compile=False)
-    except (ValueError, OSError, TypeError) as exc:
-        raise DataError(f"The model file {path} cannot be read ({exc}). It is damaged or was written by "
-                        "another program; train again to make a new one.") from None
+    except (ValueError, OSError, TypeError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"The model file {path} is damaged and cannot be read ({type(exc).__name__}: {exc}). "
+                        "Train again to make a new one, or use another run (--run).") from None
     return model if takes_plain_pixels(model) else with_pixel_scaling(model, path)
 
 
