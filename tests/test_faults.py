@@ -15,6 +15,7 @@ server on 127.0.0.1. No case here trains a model.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -23,6 +24,7 @@ import stat
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 import zlib
@@ -634,14 +636,14 @@ def test_split_folders_and_files_get_the_mode_the_umask_gives(own_images, tmp_pa
 
 # --- settings (hello-dl settings) ------------------------------------------------------------------------------
 @pytest.mark.parametrize("argv, env, names, fix", [
-    (["--set", "image_size=50"], {}, ["image_size is 50"], "at least 75 pixels"),
+    (["--set", "image_size=50"], {}, ["image_size is 50"], "at least 75 and at most 1024"),
     (["--set", "dropout=1.5"], {}, ["dropout is 1.5"], "at least 0 and below 1"),
     (["--set", "batch_size=abc"], {}, ["batch_size", "'abc'"], "must be a whole number"),
     (["--set", "augment=maybe"], {}, ["augment", "'maybe'"], "true/false"),
     (["--set", "image_size"], {}, ["'image_size'"], "KEY=VALUE"),
     (["--set", "nonsense=1"], {}, ["nonsense"], "Known settings"),
     ([], {"HELLO_DL_PROFILE": "bogus"}, ["'bogus'"], "Choose one of: paper, conference, smoke"),
-    ([], {"HELLO_DL_THRESHOLD": "2"}, ["threshold is 2.0", "env:HELLO_DL_THRESHOLD"], "between 0 and 1"),
+    ([], {"HELLO_DL_THRESHOLD": "2"}, ["threshold is 2.0", "env:HELLO_DL_THRESHOLD"], "above 0 and below 1"),
 ])
 def test_a_bad_setting_is_named_with_its_valid_values(argv, env, names, fix):
     refused(hello_dl("settings", *argv, env=env), *names, fix=fix)
@@ -723,7 +725,7 @@ def test_a_full_disk_during_a_download_is_not_called_a_network_problem(dataset_z
     message = refused(hello_dl("fetch", "--source", url, "--data-dir", small / "data"), small,
                       fix="Free some space there")
     message = message[message.index("hello-dl: "):]  # after the progress bar
-    assert "No space left" in message and "MB more were needed" in message and "download" not in message.lower()
+    assert "No space left" in message and "MB free)" in message and "download" not in message.lower()
     assert list(small.iterdir()) == []
 
 
@@ -753,3 +755,370 @@ def test_dicom_to_png_onto_a_full_disk_says_so(tmp_path, tmpfs, untouched):
     message = refused(hello_dl("dicom-to-png", source, small / "png"), small / "png", fix="Free some space there")
     assert "No space left" in message
     assert not [p for p in small.rglob("*") if ".partial" in p.name]
+
+
+# --- every setting checked before anything is created ---------------------------------------------------------
+@pytest.mark.parametrize("setting, value, says", [
+    ("image_size", "100000", "at most 1024"),
+    ("learning_rate", "-1", "above 0"),
+    ("learning_rate", "nan", "a finite number above 0"),
+    ("finetune_learning_rate", "0", "above 0"),
+    ("rotation_degrees", "inf", "a finite number at least 0 and at most 180"),
+    ("finetune_epochs", "1000000", "at most 1000"),
+    ("steps_per_execution", "0", "a whole number at least 1"),
+    ("dense_units", "0", "a whole number at least 1"),
+    ("batch_size", "0", "at least 1"),
+    ("zoom", "1", "below 1"),
+    ("width_shift", "2", "at most 1"),
+    ("seed", "-1", "at least 0"),
+])
+def test_a_setting_out_of_its_range_is_refused_before_anything_is_made(tmp_path, setting, value, says):
+    outputs = tmp_path / "outputs"
+    message = refused(hello_dl("train", "--profile", "smoke", "--set", f"{setting}={value}",
+                               "--set", f"output_dir={outputs}", timeout=60), f"{setting} is ", "(from argument)",
+                      fix=says)
+    assert not outputs.exists()  # no half-made run folder
+    assert "TensorFlow" not in message
+
+
+def test_a_setting_from_the_environment_is_named_with_its_variable():
+    refused(hello_dl("settings", env={"HELLO_DL_LEARNING_RATE": "nan"}), "learning_rate is nan",
+            "env:HELLO_DL_LEARNING_RATE", fix="above 0")
+
+
+def test_a_misspelt_variable_is_an_error_that_suggests_the_real_name(tmp_path):
+    message = refused(hello_dl("train", "--set", f"output_dir={tmp_path / 'outputs'}",
+                               env={"HELLO_DL_IMAGESIZE": "150"}), "HELLO_DL_IMAGESIZE",
+                      fix="did you mean HELLO_DL_IMAGE_SIZE?")
+    assert "unset HELLO_DL_IMAGESIZE" in message and not (tmp_path / "outputs").exists()
+    refused(hello_dl("settings", "--set", "imagesize=150"), "imagesize", fix="did you mean image_size?")
+
+
+def test_the_kits_other_variables_are_not_settings_and_are_accepted():
+    from hello_dl.settings import NON_SETTING_PREFIXES, NON_SETTING_VARIABLES
+
+    env = {name: "1" for name in NON_SETTING_VARIABLES if name != "HELLO_DL_HOME"}
+    env.update({prefix + "ANYTHING": "x" for prefix in NON_SETTING_PREFIXES})
+    env["HELLO_DL_DEBUG"] = "0"
+    assert "image_size" in accepted(hello_dl("settings", env=env))
+
+
+def test_every_hello_dl_variable_in_the_repository_is_a_setting_or_listed():
+    """A new HELLO_DL_* variable anywhere in the kit must be a setting or go into settings.NON_SETTING_VARIABLES."""
+    import re
+
+    from hello_dl.settings import NON_SETTING_PREFIXES, is_known_variable
+
+    listed = subprocess.run(["git", "ls-files"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
+    if listed.returncode != 0:
+        pytest.skip(f"not a git checkout: {listed.stderr.strip()}")
+    found: dict[str, str] = {}
+    for name in listed.stdout.splitlines():
+        path = PROJECT_ROOT / name
+        if name.startswith("tests/") or path.suffix in (".png", ".jpg", ".h5", ".zip") or not path.is_file():
+            continue  # (the tests spell names wrongly on purpose)
+        for variable in re.findall(r"HELLO_DL_[A-Z0-9_]*[A-Z0-9]", path.read_text(errors="ignore")):
+            found.setdefault(variable, name)
+    assert len(found) > 10
+    unknown = {variable: where for variable, where in found.items()
+               if not is_known_variable(variable) and variable + "_" not in NON_SETTING_PREFIXES}
+    assert not unknown, f"add these to settings.NON_SETTING_VARIABLES (or make them settings): {unknown}"
+
+
+def test_every_number_setting_has_a_range():
+    from dataclasses import fields
+
+    from hello_dl.settings import RANGES, Settings
+
+    numbers = {f.name for f in fields(Settings) if f.type in ("int", "float", int, float)}
+    assert numbers == set(RANGES)
+
+
+# --- the console: no traceback for the user's mistakes or the computer's state; one line for a bug ---------------
+def test_an_os_error_the_kit_did_not_foresee_is_still_a_plain_message(monkeypatch, capsys, tmp_path):
+    import errno
+
+    from hello_dl import dataset
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out" / "x.json"))
+
+    monkeypatch.setattr(dataset, "summarize", full_disk)
+    message = refused(hello_dl_here(capsys, "data-summary"), tmp_path / "out", fix="Free some space there")
+    assert "No space left" in message
+
+
+def test_a_bug_is_one_line_and_the_traceback_only_on_request(monkeypatch, capsys):
+    from hello_dl import dataset
+
+    def bug(*args, **kwargs):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(dataset, "summarize", bug)
+    outcome = hello_dl_here(capsys, "data-summary")
+    assert outcome.code == 1 and "Traceback" not in outcome.text
+    assert "this is a bug in the kit" in outcome.err and "ZeroDivisionError" in outcome.err
+    assert "--debug" in outcome.err and "HELLO_DL_DEBUG=1" in outcome.err
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["data-summary", "--debug"])
+    monkeypatch.setenv("HELLO_DL_DEBUG", "1")
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["data-summary"])
+
+
+def test_a_closed_output_pipe_ends_quietly():
+    command = [str(HELLO_DL)] if HELLO_DL.is_file() else [sys.executable, "-m", "hello_dl.cli"]
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("HELLO_DL_")}, "HELLO_DL_HOME": str(PROJECT_ROOT)}
+    child = subprocess.Popen(command + ["settings"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                             stdin=subprocess.DEVNULL)
+    child.stdout.close()  # like `hello-dl settings | head -0`: nobody reads what it prints
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=60) == 141 and "Traceback" not in err and "Exception ignored" not in err
+
+
+@pytest.mark.slow  # imports TensorFlow twice (about 10 s each)
+def test_tensorflows_c_plus_plus_start_up_lines_are_not_shown():
+    from hello_dl.cli import _NATIVE_LOG_LINE
+
+    def native(text: str) -> list[str]:
+        return [line for line in text.splitlines() if _NATIVE_LOG_LINE.match(line.encode())]
+
+    raw = subprocess.run([sys.executable, "-c", "import tensorflow as tf; tf.config.list_physical_devices()"],
+                         capture_output=True, text=True, timeout=300,
+                         env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"})
+    outcome = hello_dl("env", timeout=300)
+    assert "Running on the" in accepted(outcome)
+    assert native(outcome.err) == [] and "cuInit" not in outcome.err, outcome.err
+    if not native(raw.stderr):
+        pytest.skip("TensorFlow printed no C++ start-up lines on this computer, so there was nothing to hide")
+
+
+# --- run folders: only finished, readable runs are ever used -----------------------------------------------------------
+@pytest.fixture
+def outputs_with_a_run(smoke_run, tmp_path) -> tuple[Path, Path, list[str]]:
+    """A private outputs folder holding a copy of the shared trained run; returns (outputs, run, --set args)."""
+    if smoke_run.run_dir is None or smoke_run.exit_code != 0:
+        pytest.fail(f"the shared training run failed: {smoke_run.output}")
+    outputs = tmp_path / "outputs"
+    run = outputs / smoke_run.run_dir.name
+    shutil.copytree(smoke_run.run_dir, run, ignore=shutil.ignore_patterns("figures"))
+    sets = ["--profile", "smoke", "--set", f"data_dir={smoke_run.settings.data_dir}", "--set", f"output_dir={outputs}"]
+    return outputs, run, sets
+
+
+@pytest.mark.slow
+def test_a_damaged_settings_file_is_named(outputs_with_a_run, fetched_dataset):
+    outputs, run, sets = outputs_with_a_run
+    (run / "settings.json").write_text('{"settings": {"image_size": 75,')  # cut off
+    for argv in (["evaluate", run], ["predict", fetched_dataset / "TEST" / "abd2.png"]):
+        message = refused(hello_dl(*argv, *sets), run / "settings.json", fix="train again")
+        assert "damaged" in message
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["cut off", "not a model"])
+def test_a_damaged_model_file_is_called_damaged(outputs_with_a_run, fetched_dataset, untouched, damage):
+    outputs, run, sets = outputs_with_a_run
+    model = run / "best_model.keras"
+    model.write_bytes(model.read_bytes()[:5000] if damage == "cut off" else b"<html>Moved</html>")
+    untouched(fetched_dataset)
+    message = refused(hello_dl("predict", fetched_dataset / "TEST" / "abd2.png", "--run", run, *sets, timeout=300),
+                      model, fix="Train again")
+    assert "damaged" in message and "File not found" not in message
+
+
+@pytest.mark.slow
+def test_an_unfinished_newer_run_is_never_the_latest(outputs_with_a_run, fetched_dataset):
+    outputs, run, sets = outputs_with_a_run
+    image = fetched_dataset / "TEST" / "abd2.png"
+    before = accepted(hello_dl("predict", image, *sets, timeout=300))
+    newer = outputs / "29991231-235959_smoke"  # sorts and dates after the finished one
+    shutil.copytree(run, newer)
+    (newer / "FINISHED").unlink()
+    (newer / "best_model.keras").write_bytes(b"half a model")  # if it were used, predict would fail
+    os.utime(newer / "settings.json", (time.time() + 3600, time.time() + 3600))
+    assert accepted(hello_dl("predict", image, *sets, timeout=300)) == before
+
+
+@pytest.mark.slow
+def test_a_model_that_answers_nan_is_refused(outputs_with_a_run, fetched_dataset):
+    import keras
+
+    outputs, run, sets = outputs_with_a_run
+    model = keras.models.load_model(run / "best_model.keras", safe_mode=True, compile=False)
+    dense = model.get_layer("predictions") if any(layer.name == "predictions" for layer in model.layers) \
+        else [layer for layer in model.layers if layer.weights][-1]
+    dense.set_weights([np.full_like(w, np.nan) for w in dense.get_weights()])
+    model.save(run / "best_model.keras")
+    image = fetched_dataset / "TEST" / "abd2.png"
+    message = refused(hello_dl("predict", image, *sets, timeout=300), run, image, fix="Train again")
+    assert "no usable answer (NaN" in message
+    message = refused(hello_dl("evaluate", run, *sets, timeout=300), run, fix="Train again")
+    assert "no usable answer (NaN" in message
+
+
+def test_evaluate_and_predict_without_a_run_say_what_to_do_first(tmp_path, fetched_dataset):
+    sets = ["--profile", "smoke", "--set", f"output_dir={tmp_path / 'outputs'}"]
+    refused(hello_dl("predict", fetched_dataset / "TEST" / "abd2.png", *sets), tmp_path / "outputs",
+            fix="Run notebook 04_train first")
+    refused(hello_dl("evaluate", tmp_path / "no run", *sets), tmp_path / "no run", fix="Use a folder printed by")
+
+
+def test_runs_made_at_the_same_moment_get_their_own_folders(tmp_path):
+    from datetime import datetime
+
+    from hello_dl import runs
+    from hello_dl.settings import load_settings
+
+    settings = load_settings("smoke", environ={}, output_dir=str(tmp_path / "outputs"))
+    moment = datetime(2026, 1, 1, 9, 30, 0)
+    made: list[Path] = []
+    threads = [threading.Thread(target=lambda: made.append(runs.create(settings, now=moment))) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(made) == 6 and len(set(made)) == 6
+    assert all((folder / "settings.json").is_file() and not runs.is_finished(folder) for folder in made)
+    assert runs.list_runs(settings) == []  # none of them finished
+
+
+# --- training under faults (real training, smoke profile at 75 px, phase 1 only) -------------------------------------
+def _train_sets(data_dir: Path, outputs: Path, *extra: str) -> list[str]:
+    return ["--profile", "smoke", "--set", "warmup_epochs=1", "--set", "finetune_epochs=0",
+            "--set", f"data_dir={data_dir}", "--set", f"output_dir={outputs}", *extra]
+
+
+def _partial_files(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if ".partial" in p.name]
+
+
+@pytest.fixture
+def leaky_dataset(fetched_dataset, tmp_path) -> Path:
+    """The paper's dataset with one TRAIN image copied into VAL (a leak the kit must warn about)."""
+    data = tmp_path / "leaky"
+    shutil.copytree(fetched_dataset, data)
+    shutil.copyfile(first_image(data), data / "VAL" / CHEST / "copied from train.png")
+    return data
+
+
+@pytest.mark.slow
+def test_an_image_in_two_classes_stops_training_before_a_run_folder_exists(fetched_dataset, tmp_path, untouched):
+    data = tmp_path / "conflict"
+    shutil.copytree(fetched_dataset, data)
+    original = first_image(data)
+    copy = data / "TRAIN" / ABDOMEN / "also abdomen.png"
+    shutil.copyfile(original, copy)
+    untouched(data)
+    outputs = tmp_path / "outputs"
+    message = refused(hello_dl("train", *_train_sets(data, outputs), timeout=600), original, copy,
+                      fix="Delete or move the wrong copy")
+    assert "in two classes" in message and not outputs.exists()
+
+
+@pytest.mark.slow
+def test_training_on_a_leak_warns_loudly_and_says_so_in_the_metrics(leaky_dataset, tmp_path):
+    outputs = tmp_path / "outputs"
+    out = accepted(hello_dl("train", *_train_sets(leaky_dataset, outputs), timeout=900))
+    assert "WARNING: 1 image(s) are in more than one split (TRAIN and VAL)" in out
+    (run,) = [p for p in outputs.iterdir() if p.is_dir()]
+    metrics = __import__("json").loads((run / "metrics.json").read_text())
+    assert metrics["images_shared_between_splits"] == 1 and "copied from train.png" in metrics["warnings"][0]
+    assert (run / "FINISHED").is_file()
+
+
+@pytest.mark.slow
+def test_a_loss_that_becomes_nan_stops_training_at_once_and_is_never_finished(fetched_dataset, tmp_path, capsys,
+                                                                             monkeypatch, untouched):
+    """A run that diverges, made to diverge for sure: after the first batch the output layer's weights become NaN.
+
+    (A learning rate high enough to diverge is refused by the settings now, and NaN weights deep in
+    InceptionV3 do not reliably reach the loss: the fused convolution kernels clip NaN at the ReLUs.)
+    The real ``hello-dl train`` runs in this process, so the poison can be handed to Keras.
+    """
+    import keras
+
+    from hello_dl import train
+
+    class Diverge(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 0:
+                output = self.model.layers[-1]
+                output.set_weights([np.full_like(w, np.nan) for w in output.get_weights()])
+
+    real = train.callbacks_for_phase
+    monkeypatch.setattr(train, "callbacks_for_phase",
+                        lambda *args, **kwargs: [*real(*args, **kwargs), Diverge()])
+    untouched(fetched_dataset)
+    outputs = tmp_path / "outputs"
+    outcome = hello_dl_here(capsys, "train", *_train_sets(fetched_dataset, outputs, "--set", "warmup_epochs=3"))
+    message = refused(outcome, "epoch 1, batch 2 of phase 1", "learning_rate is 0.0001 (from default)",
+                      fix="--set learning_rate=1e-5")
+    assert "loss became nan" in message and "not marked finished" in message
+    assert "Epoch 2/" not in outcome.out  # stopped at once, not after the planned epochs
+    (run,) = [p for p in outputs.iterdir() if p.is_dir()]
+    assert str(run) in message and not (run / "FINISHED").exists() and _partial_files(run) == []
+    refused(hello_dl("predict", fetched_dataset / "TEST" / "abd2.png", "--profile", "smoke",
+                     "--set", f"output_dir={outputs}"), fix="Run notebook 04_train first")
+
+
+@pytest.mark.slow
+def test_training_into_a_read_only_folder_is_a_plain_message(leaky_dataset, tmpfs):
+    read_only = tmpfs("1m", read_only=True)
+    outcome = hello_dl("train", *_train_sets(leaky_dataset, read_only / "outputs"), timeout=600)
+    message = refused(outcome, read_only, fix="Choose a folder you may write to")
+    assert "Read-only file system" in message
+    assert "WARNING: 1 image(s) are in more than one split" in outcome.out  # said before anything was written
+
+
+@pytest.mark.slow
+def test_a_full_disk_while_training_leaves_no_partial_file_and_the_earlier_run_stays_the_latest(
+        outputs_with_a_run, fetched_dataset, tmpfs):
+    _, old_run, _ = outputs_with_a_run
+    size_kb = sum(p.stat().st_size for p in old_run.rglob("*") if p.is_file()) // 1024 + 24 * 1024
+    disk = tmpfs(f"{size_kb}k", fill=lambda folder: shutil.copytree(old_run, folder / old_run.name))
+    image = fetched_dataset / "TEST" / "abd2.png"
+    predict = ["predict", image, "--profile", "smoke", "--set", f"output_dir={disk}"]
+    before = accepted(hello_dl(*predict, timeout=300))
+    outcome = hello_dl("train", *_train_sets(fetched_dataset, disk), timeout=900)
+    message = refused(outcome, disk, fix="Free some space there")
+    assert "No space left" in message and "MB free" in message
+    assert _partial_files(disk) == []
+    new_runs = [p for p in disk.iterdir() if p.is_dir() and p.name != old_run.name]
+    assert len(new_runs) == 1 and not (new_runs[0] / "FINISHED").exists()
+    assert accepted(hello_dl(*predict, timeout=300)) == before  # the earlier run answers, as before
+
+
+@pytest.mark.slow
+def test_interrupted_training_is_never_finished_and_leaves_no_partial_file(fetched_dataset, tmp_path):
+    import queue
+    import signal
+
+    from hello_dl import runs
+    from hello_dl.settings import load_settings
+
+    outputs = tmp_path / "outputs"
+    command = [str(HELLO_DL) if HELLO_DL.is_file() else sys.executable, *([] if HELLO_DL.is_file() else
+               ["-m", "hello_dl.cli"]), "train", *_train_sets(fetched_dataset, outputs, "--set", "warmup_epochs=50")]
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("HELLO_DL_")},
+           "HELLO_DL_HOME": str(PROJECT_ROOT), "PYTHONUNBUFFERED": "1"}
+    child = subprocess.Popen([str(part) for part in command], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=env, stdin=subprocess.DEVNULL)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in child.stdout], daemon=True).start()
+    deadline, seen = time.monotonic() + 600, ""
+    try:
+        while "Phase 1" not in seen and time.monotonic() < deadline:  # training has begun
+            with contextlib.suppress(queue.Empty):
+                seen += lines.get(timeout=1)
+        assert "Phase 1" in seen, seen
+        time.sleep(3)
+        child.send_signal(signal.SIGINT)
+        err = child.communicate(timeout=300)[1]
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
+    (run,) = [p for p in outputs.iterdir() if p.is_dir()]
+    assert not (run / "FINISHED").exists() and _partial_files(run) == []
+    assert runs.list_runs(load_settings("smoke", environ={}, output_dir=str(outputs))) == []
