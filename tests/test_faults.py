@@ -308,7 +308,8 @@ def test_dicom_to_png_rerun_skips_what_is_there_and_overwrites_nothing(tmp_path,
     untouched(source)
     accepted(hello_dl("dicom-to-png", source, tmp_path / "png"))
     untouched(tmp_path / "png")
-    accepted(hello_dl("dicom-to-png", source, tmp_path / "png"))  # a rerun: nothing written, nothing changed
+    rerun = accepted(hello_dl("dicom-to-png", source, tmp_path / "png"))  # nothing written, nothing changed
+    assert "0 PNG file(s) were written" in rerun and "3 skipped because a PNG of that name was already there" in rerun
     again = dicom.convert_folder(source, tmp_path / "png")
     assert again == [] and len(again.skipped) == 3
     assert "0 PNG file(s) were written" in again.format(tmp_path / "png") and "3 skipped" in again.format("x")
@@ -755,6 +756,82 @@ def test_dicom_to_png_onto_a_full_disk_says_so(tmp_path, tmpfs, untouched):
     message = refused(hello_dl("dicom-to-png", source, small / "png"), small / "png", fix="Free some space there")
     assert "No space left" in message
     assert not [p for p in small.rglob("*") if ".partial" in p.name]
+
+
+# --- permission denied (file modes obeyed: root's power to ignore them dropped for the command) ----------------------
+#: Linux capabilities that let root read and write past file modes (linux/capability.h).
+_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH, _PR_CAPBSET_DROP = 1, 2, 24
+
+
+@pytest.fixture
+def obeying_file_modes():
+    """Run ``hello-dl`` as root but without the capabilities to ignore file modes, as a normal user is.
+
+    (CI runs as root, for whom chmod means nothing; switching to another user fails where Python
+    lives in root's home.) Skipped, with the reason, where the capabilities cannot be dropped.
+    """
+    import ctypes
+
+    if os.geteuid() != 0:
+        pytest.skip("dropping root's capabilities needs root (CI runs as root); as a normal user modes apply anyway")
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def drop_override():
+        for capability in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
+            if libc.prctl(_PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
+                raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
+
+    def run(*argv, timeout: float = 180) -> Outcome:
+        command = [str(HELLO_DL)] if HELLO_DL.is_file() else [sys.executable, "-m", "hello_dl.cli"]
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("HELLO_DL_")},
+               "HELLO_DL_HOME": str(PROJECT_ROOT)}
+        done = subprocess.run(command + [str(arg) for arg in argv], capture_output=True, text=True, env=env,
+                              cwd=PROJECT_ROOT, timeout=timeout, stdin=subprocess.DEVNULL, preexec_fn=drop_override)
+        return Outcome(done.returncode, done.stdout, done.stderr)
+
+    try:
+        probe = run("settings")
+    except (OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"cannot drop root's file-mode capabilities here: {exc}")
+    if probe.code != 0:
+        pytest.skip(f"the kit does not run without root's file-mode capabilities here: {probe.err.strip()[:200]}")
+    return run
+
+
+def test_an_image_one_may_not_read_is_not_called_damaged(obeying_file_modes, small_dataset):
+    secret = first_image(small_dataset)
+    secret.chmod(0o000)
+    try:
+        message = refused(obeying_file_modes("data-summary", "--data-dir", small_dataset), secret,
+                          fix="Ask whoever owns it")
+    finally:
+        secret.chmod(0o644)
+    assert "permission denied" in message and "damaged" not in message
+
+
+def test_fetch_into_a_folder_one_may_not_write_to_is_a_plain_message(obeying_file_modes, shared_dataset, tmp_path,
+                                                                     untouched):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    theirs.chmod(0o555)  # one may look, not write
+    untouched(shared_dataset)
+    try:
+        message = refused(obeying_file_modes("fetch", "--source", shared_dataset, "--data-dir", theirs / "data"),
+                          theirs, fix="Choose a folder you may write to")
+    finally:
+        theirs.chmod(0o755)
+    assert "Permission denied" in message and not (theirs / "data").exists()
+
+
+def test_split_from_a_folder_with_an_unreadable_image_names_it(obeying_file_modes, own_images, tmp_path):
+    secret = first_image(own_images, "", "chest")
+    secret.chmod(0o000)
+    try:
+        message = refused(obeying_file_modes("split", own_images, tmp_path / "split"), secret,
+                          fix="ask whoever owns it for access")
+    finally:
+        secret.chmod(0o644)
+    assert "Permission denied" in message and not (tmp_path / "split").exists()
 
 
 # --- every setting checked before anything is created ---------------------------------------------------------
