@@ -55,17 +55,28 @@ class Outcome:
         return self.out + self.err
 
 
-def hello_dl(*argv, env: dict[str, str] | None = None, cwd: Path | None = None, umask: int | None = None,
-             timeout: float = 180) -> Outcome:
-    """Run the real ``hello-dl`` in a child process with a clean environment (no HELLO_DL_* from the shell)."""
+def command_line(*argv) -> list[str]:
+    """The installed ``hello-dl`` (or ``python -m hello_dl.cli`` where it is not installed) with ``argv``."""
     command = [str(HELLO_DL)] if HELLO_DL.is_file() else [sys.executable, "-m", "hello_dl.cli"]
+    return command + [str(arg) for arg in argv]
+
+
+def clean_environment(**extra: str) -> dict[str, str]:
+    """This process's environment without HELLO_DL_* from the shell or proxies; unbuffered output."""
     environ = {key: value for key, value in os.environ.items()
                if not key.startswith("HELLO_DL_") and key.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
     environ.update({"HELLO_DL_HOME": str(PROJECT_ROOT), "no_proxy": "127.0.0.1,localhost", "PYTHONUNBUFFERED": "1"})
-    environ.update(env or {})
-    done = subprocess.run(command + [str(arg) for arg in argv], capture_output=True, text=True, timeout=timeout,
-                          cwd=cwd or PROJECT_ROOT, env=environ, stdin=subprocess.DEVNULL,
-                          preexec_fn=(lambda: os.umask(umask)) if umask is not None else None)
+    return {**environ, **extra}
+
+
+def hello_dl(*argv, env: dict[str, str] | None = None, cwd: Path | None = None, umask: int | None = None,
+             timeout: float = 180, preexec_fn=None) -> Outcome:
+    """Run the real ``hello-dl`` in a child process with a clean environment (no HELLO_DL_* from the shell)."""
+    if umask is not None:
+        preexec_fn = lambda: os.umask(umask)  # noqa: E731
+    done = subprocess.run(command_line(*argv), capture_output=True, text=True, timeout=timeout,
+                          cwd=cwd or PROJECT_ROOT, env=clean_environment(**(env or {})), stdin=subprocess.DEVNULL,
+                          preexec_fn=preexec_fn)
     return Outcome(done.returncode, done.stdout, done.stderr)
 
 
@@ -474,11 +485,9 @@ def test_three_fetches_at_once_download_once_and_all_get_the_verified_folder(dat
     _SlowCountingHandler.downloads = []
     url = f"{http_server(dataset_zip.parent, handler=_SlowCountingHandler)}/{dataset_zip.name}"
     data_dir = tmp_path / "data" / "open_i"
-    command = [str(HELLO_DL), "fetch", "--source", url, "--data-dir", str(data_dir)]
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("HELLO_DL_")},
-           "HELLO_DL_HOME": str(PROJECT_ROOT), "no_proxy": "127.0.0.1,localhost"}
-    children = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                 stdin=subprocess.DEVNULL) for _ in range(3)]
+    command = command_line("fetch", "--source", url, "--data-dir", data_dir)
+    children = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env=clean_environment(), stdin=subprocess.DEVNULL) for _ in range(3)]
     outcomes = []
     for child in children:
         out, err = child.communicate(timeout=240)
@@ -781,13 +790,8 @@ def obeying_file_modes():
             if libc.prctl(_PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
                 raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
 
-    def run(*argv, timeout: float = 180) -> Outcome:
-        command = [str(HELLO_DL)] if HELLO_DL.is_file() else [sys.executable, "-m", "hello_dl.cli"]
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("HELLO_DL_")},
-               "HELLO_DL_HOME": str(PROJECT_ROOT)}
-        done = subprocess.run(command + [str(arg) for arg in argv], capture_output=True, text=True, env=env,
-                              cwd=PROJECT_ROOT, timeout=timeout, stdin=subprocess.DEVNULL, preexec_fn=drop_override)
-        return Outcome(done.returncode, done.stdout, done.stderr)
+    def run(*argv) -> Outcome:
+        return hello_dl(*argv, preexec_fn=drop_override)
 
     try:
         probe = run("settings")
@@ -944,10 +948,8 @@ def test_a_bug_is_one_line_and_the_traceback_only_on_request(monkeypatch, capsys
 
 
 def test_a_closed_output_pipe_ends_quietly():
-    command = [str(HELLO_DL)] if HELLO_DL.is_file() else [sys.executable, "-m", "hello_dl.cli"]
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("HELLO_DL_")}, "HELLO_DL_HOME": str(PROJECT_ROOT)}
-    child = subprocess.Popen(command + ["settings"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                             stdin=subprocess.DEVNULL)
+    child = subprocess.Popen(command_line("settings"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=clean_environment(), stdin=subprocess.DEVNULL)
     child.stdout.close()  # like `hello-dl settings | head -0`: nobody reads what it prints
     err = child.stderr.read().decode()
     assert child.wait(timeout=60) == 141 and "Traceback" not in err and "Exception ignored" not in err
@@ -1175,12 +1177,9 @@ def test_interrupted_training_is_never_finished_and_leaves_no_partial_file(fetch
     from hello_dl.settings import load_settings
 
     outputs = tmp_path / "outputs"
-    command = [str(HELLO_DL) if HELLO_DL.is_file() else sys.executable, *([] if HELLO_DL.is_file() else
-               ["-m", "hello_dl.cli"]), "train", *_train_sets(fetched_dataset, outputs, "--set", "warmup_epochs=50")]
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("HELLO_DL_")},
-           "HELLO_DL_HOME": str(PROJECT_ROOT), "PYTHONUNBUFFERED": "1"}
-    child = subprocess.Popen([str(part) for part in command], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env=env, stdin=subprocess.DEVNULL)
+    command = command_line("train", *_train_sets(fetched_dataset, outputs, "--set", "warmup_epochs=50"))
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=clean_environment(), stdin=subprocess.DEVNULL)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in child.stdout], daemon=True).start()
     deadline, seen = time.monotonic() + 600, ""

@@ -416,7 +416,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = debug_requested(args)
     with contextlib.nullcontext() if debug else native_logs_hidden():
         try:
-            return args.func(args)
+            code = args.func(args)
+            sys.stdout.flush()  # a closed output pipe is found here, inside the handlers below, not at exit
+            return code
         except HelloDLError as exc:
             if debug:
                 traceback.print_exc()
