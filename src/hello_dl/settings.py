@@ -101,6 +101,7 @@ NON_SETTING_VARIABLES: dict[str, str] = {
     "HELLO_DL_KIT_SOURCE": "where Colab/Kaggle install the kit from (cloud)",
     "HELLO_DL_COMPAT": "1 in CI's compatibility stage (make compat)",
     "HELLO_DL_COMPAT_WHEELS": "the wheels folder of CI's compatibility stage (make compat)",
+    "HELLO_DL_BOARD": "the room's results board: a folder or the hub's board address (hello-dl room)",
 }
 #: Whole families of non-setting variables, by prefix: the room server's and CI's own.
 NON_SETTING_PREFIXES: dict[str, str] = {
