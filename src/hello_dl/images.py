@@ -38,8 +38,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from hello_dl import dicom
 from hello_dl.errors import DataError, unreadable_file
-# is_image_file is not used here: it stays importable from images until evaluate takes it from filetypes.
-from hello_dl.filetypes import is_dicom_file, is_image_file  # noqa: F401
+from hello_dl.filetypes import is_dicom_file
 from hello_dl.settings import MIN_IMAGE_SIDE
 
 
