@@ -24,11 +24,12 @@ EXPECTED_SEQUENCE = [
     "04_train", "05_training_curves", "06_inference_and_evaluation", "07_explain",
 ]
 # The opening every notebook shares, in this order (headings of markdown cells).
-OPENING = [
-    "What you will do (and how long it takes)", "Setup", "Imports", "Settings and the data folder",
-    "Checksum-verified data", "Seed", "Running on GPU or CPU",
-]
+OPENING = ["What you will do (and how long it takes)", "Setup"]
 CLOSING = "Check your understanding"
+# The setup code cells allowed before the lesson starts: the optional cloud install cell (does
+# nothing off Colab/Kaggle), then the one lesson.start cell.
+INSTALL_CELL_ID = "cloud-install"
+START_CELL_ID = "lesson-start"
 
 
 def read(path: Path):
@@ -72,9 +73,6 @@ def test_notebook_has_the_standard_opening_and_closing(path):
     assert positions == sorted(positions), f"{path.name}: the opening sections are out of order"
     # "How long it takes" is stated in the first cell.
     assert re.search(r"\*\*Time:\*\* about \d+", notebook.cells[0].source)
-    # The conference participant comes from a clearly marked variable or HELLO_DL_PARTICIPANT.
-    assert any("PARTICIPANT = " in source and "load_settings(participant=PARTICIPANT" in source
-               for source in code_sources(notebook))
     last = notebook.cells[-1]
     assert last.cell_type == "markdown" and last.source.startswith(f"## {CLOSING}")
     questions = re.findall(r"^\d+\. ", last.source, re.MULTILINE)
@@ -82,6 +80,44 @@ def test_notebook_has_the_standard_opening_and_closing(path):
     # Every lesson links to at least one source for deeper reading.
     prose = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "markdown")
     assert re.search(r"\]\(https://", prose), f"{path.name} has no link for deeper reading"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_opens_with_at_most_two_setup_cells_the_last_one_lesson_start(path):
+    """What you will do → (the optional cloud install cell) → one lesson.start cell; nothing else first."""
+    notebook = read(path)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    ids = [cell.get("id") for cell in code]
+    assert START_CELL_ID in ids, f"{path.name} has no {START_CELL_ID!r} cell"
+    setup = code[:ids.index(START_CELL_ID) + 1]
+    assert len(setup) <= 2 and [c.get("id") for c in setup[:-1]] in ([], [INSTALL_CELL_ID]), \
+        f"{path.name}: only the install cell may come before lesson.start, found {[c.get('id') for c in setup]}"
+    start = setup[-1].source
+    number = path.stem[:2]
+    assert f'lesson = hello_dl.lesson.start("{number}"' in start and "settings, data_dir = lesson.settings" in start
+    # The first cell says what the lesson does and how long it takes; the setup comes right after it.
+    assert notebook.cells.index(setup[0]) <= 3
+
+
+def test_the_seat_is_typed_in_one_place_only():
+    """A participant types one thing in the whole session: SEAT in notebook 00, nowhere else."""
+    typed = {}
+    for path in NOTEBOOKS:
+        for source in code_sources(read(path)):
+            for name in ("SEAT", "PARTICIPANT", "GROUP"):
+                if re.search(rf"^{name} = ", source, re.MULTILINE):
+                    typed.setdefault(path.stem, []).append(name)
+    assert typed == {"00_hello_world_and_setup": ["SEAT"]}
+    start = next(c.source for c in read(NOTEBOOKS[0]).cells if c.get("id") == START_CELL_ID)
+    assert start.startswith('SEAT = ""') and "seat=SEAT" in start
+
+
+def test_lessons_after_04_take_their_run_through_the_catch_up_path():
+    """05-07 get their run with lesson.run(): the participant's own, or the labelled catch-up run."""
+    for path in NOTEBOOKS[5:]:
+        sources = code_sources(read(path))
+        assert "run = lesson.run()" in sources, path.name
+        assert not any("runs.latest(" in source for source in sources), path.name
 
 
 # Absolute paths of any operating system, or a home folder: none belongs in a lesson.
@@ -132,9 +168,14 @@ def test_every_notebook_runs_in_order_under_the_smoke_profile(shared_dataset, tm
                        "06_inference_and_evaluation", "07_explain"}
     printed = {path.stem: "".join(o.get("text", "") for c in read(folder / path.name).cells
                                   if c.cell_type == "code" for o in c.outputs) for path in NOTEBOOKS}
+    for path in NOTEBOOKS:  # every lesson opened with its one setup call, showing the seat and the data
+        assert f"Notebook {path.stem[:2]} is ready." in printed[path.stem]
+        assert f"Group {group}:" in printed[path.stem] and "Data: 77 images" in printed[path.stem]
     assert f"Experiment group: {group}" in printed["03_augmentation"]
     assert f"Experiment group: {group}" in printed["04_train"]
-    assert f"_smoke_{group}" in printed["05_training_curves"]  # 05 found the run 04 trained
+    assert "Training the smoke recipe here takes about" in printed["04_train"]  # the estimate before training
+    assert "Your run: " in printed["05_training_curves"] and f"_smoke_{group}" in printed["05_training_curves"]
+    assert "Not your own run" not in "".join(printed.values())
     text = summary.read_text()
     assert "all notebooks ran without error" in text
     assert re.search(r"accuracy\S*: [0-9.]+", text), "the summary should report the training run's metrics"

@@ -6,6 +6,12 @@ augmentation on/off × dropout on/off). The instructor makes them the night befo
 ``<output_dir>/reference/<profile>/<group>/<run folder>/``, one new run folder per call, and the
 newest of each group is the one shown. Only a run's history is needed, so an instructor can hand
 out the small ``history.json`` files without the models.
+
+They are also the **catch-up runs**: a participant who skipped notebook 04, or whose laptop is
+still training, continues with 05-07 on the reference run of their own group
+(:func:`catch_up_run`, called by :meth:`hello_dl.lesson.Lesson.run`), found in the outputs folder
+or in the kit's own ``reference-runs/`` folder (what a Docker image or a room copy ships, read
+only), and labelled "not your own run" wherever it is shown.
 """
 
 from __future__ import annotations
@@ -15,11 +21,14 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from hello_dl import groups, plots, runs
-from hello_dl.settings import Settings
+from hello_dl.settings import Settings, project_root
 from hello_dl.train import train
 
 REFERENCE_FOLDER = "reference"
 COMPARISON_FIGURE = "comparison.png"
+#: The kit's own copy of reference runs (``<kit>/reference-runs/<profile>/<group>/<run>/``): shipped in
+#: a Docker image or copied into the room, read only; the outputs folder's runs come first.
+SHIPPED_FOLDER = "reference-runs"
 #: What notebook 05 tells the instructor to run when reference curves are missing.
 COMMAND = "hello-dl reference"
 
@@ -37,14 +46,41 @@ def reference_group_settings(settings: Settings, group: str) -> Settings:
 
 
 def reference_runs(settings: Settings) -> dict[str, Path]:
-    """The newest reference run of each group made with this profile (groups without one are left out)."""
+    """The newest reference run of each group made with this profile (groups without one are left out).
+
+    The outputs folder's runs come first; the kit's shipped copy (:data:`SHIPPED_FOLDER`) fills the gaps.
+    """
     found = {}
     for group in groups.GROUPS:
-        folder = reference_dir(settings, group)
-        candidates = sorted(run for run in folder.iterdir() if runs.has_history(run)) if folder.is_dir() else []
-        if candidates:
-            found[group] = candidates[-1]  # run folders start with their date and time
+        for folder in catch_up_folders(settings, group):
+            candidates = sorted(run for run in folder.iterdir() if runs.has_history(run)) if folder.is_dir() else []
+            if candidates:
+                found[group] = candidates[-1]  # run folders start with their date and time
+                break
     return found
+
+
+def catch_up_folders(settings: Settings, group: str) -> list[Path]:
+    """Where a group's catch-up runs may be: the outputs folder's reference runs, then the kit's shipped copy."""
+    name = groups.normalise_group(group)
+    return [reference_dir(settings, name), project_root() / SHIPPED_FOLDER / settings.profile / name]
+
+
+def catch_up_run(settings: Settings, group: str) -> Path | None:
+    """The newest finished reference run of ``group`` (this profile) to continue with, or None."""
+    for folder in catch_up_folders(settings, group):
+        finished = sorted(run for run in folder.iterdir() if run.is_dir() and runs.is_finished(run)) \
+            if folder.is_dir() else []
+        if finished:
+            return finished[-1]  # run folders start with their date and time
+    return None
+
+
+def is_reference_run(folder: str | Path, settings: Settings) -> bool:
+    """True for a folder inside the reference runs (outputs or shipped): not a participant's own run."""
+    folder = Path(folder).resolve()
+    roots = [Path(settings.output_dir) / REFERENCE_FOLDER, project_root() / SHIPPED_FOLDER]
+    return any(folder.is_relative_to(root.resolve()) for root in roots)
 
 
 def reference_status(settings: Settings) -> str:
@@ -63,9 +99,14 @@ def reference_status(settings: Settings) -> str:
 def curves_to_compare(run: runs.Run) -> dict[str, dict[str, list]]:
     """Your run's history beside the instructor's reference runs, labelled for ``plots.plot_group_comparison``."""
     group = run.settings.experiment_group
-    curves = {f"your run ({group})" if group else "your run": run.history}
+    catch_up = is_reference_run(run.folder, run.settings)
+    if catch_up:  # the catch-up run is itself one of the references: shown once, under its true name
+        curves = {f"group {group} (reference; not your own run)": run.history}
+    else:
+        curves = {f"your run ({group})" if group else "your run": run.history}
     for name, folder in reference_runs(run.settings).items():
-        curves[f"group {name} (reference)"] = runs.load_history(folder)
+        if not (catch_up and name == group):
+            curves[f"group {name} (reference)"] = runs.load_history(folder)
     return curves
 
 
@@ -97,6 +138,7 @@ def train_reference_groups(settings: Settings, chosen: Sequence[str] | None = No
 
 
 __all__ = [
-    "COMMAND", "COMPARISON_FIGURE", "REFERENCE_FOLDER", "curves_to_compare", "reference_dir",
+    "COMMAND", "COMPARISON_FIGURE", "REFERENCE_FOLDER", "SHIPPED_FOLDER", "catch_up_folders", "catch_up_run",
+    "curves_to_compare", "is_reference_run", "reference_dir",
     "reference_group_settings", "reference_runs", "reference_status", "train_reference_groups",
 ]
