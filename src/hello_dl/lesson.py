@@ -53,7 +53,7 @@ SEAT_VARIABLES = ("HELLO_DL_EXPERIMENT_GROUP", "HELLO_DL_PARTICIPANT")
 #: The session's time for training (notebook 04), minutes: from "start training now" to the
 #: moment the room moves on to 05 (notebooks/INSTRUCTOR_GUIDE.md, the timeline). An instructor
 #: with another timeline sets HELLO_DL_TRAINING_MINUTES.
-TRAINING_SLOT_MINUTES = 6.0
+TRAINING_SLOT_MINUTES = 5.0
 TRAINING_SLOT_VARIABLE = "HELLO_DL_TRAINING_MINUTES"
 
 NOT_YOUR_OWN_RUN = "Not your own run"
@@ -469,7 +469,7 @@ def training_slot_seconds(slot_minutes: float | None = None, environ: Mapping[st
         try:
             slot_minutes = float(text) if text else TRAINING_SLOT_MINUTES
         except ValueError:
-            raise HelloDLError(f"{TRAINING_SLOT_VARIABLE} is {text!r}; it must be a number of minutes, e.g. 6.") from None
+            raise HelloDLError(f"{TRAINING_SLOT_VARIABLE} is {text!r}; it must be a number of minutes, e.g. 5.") from None
     return float(slot_minutes) * 60
 
 
