@@ -15,7 +15,7 @@ COMPAT_BIN    := $(COMPAT_VENV)/bin
 COMPAT_STAMP  := $(COMPAT_VENV)/.installed
 COMPAT_WHEELS := $(COMPAT_VENV)/wheels
 
-.PHONY: run test lab bench hub venv clean-venv help compat badges
+.PHONY: run test lab bench hub venv clean-venv help compat badges editions materials
 
 help:
 	@echo "make run    - set up .venv, fetch + verify data, run the whole tutorial headless (PROFILE=$(PROFILE))"
@@ -25,6 +25,8 @@ help:
 	@echo "make compat - the unit tests, notebook 04 and the Colab route on the OLDEST supported TensorFlow/Keras"
 	@echo "make badges - stamp the Colab/Kaggle badges and install cells (after changing the repository address)"
 	@echo "make hub    - build and start the room server (JupyterHub, docker/hub/README.md): SEATS=40 URL=... ROOM_KIT=cpu|gpu"
+	@echo "make editions - write the student and instructor editions of the notebooks (after editing notebooks/)"
+	@echo "make materials - build the instructor's slides, printable glossary and pre/post quiz into materials/build/"
 
 venv: $(STAMP)
 
@@ -46,8 +48,9 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# EDITION=student (default: what participants open) | instructor (with the answers) | source (notebooks/)
 lab: $(STAMP)
-	$(BIN)/python scripts/lab.py
+	$(BIN)/python scripts/lab.py $(if $(EDITION),--edition $(EDITION))
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
@@ -69,6 +72,14 @@ compat: $(COMPAT_STAMP)
 
 badges: $(STAMP)
 	$(BIN)/python scripts/stamp_badges.py
+	$(BIN)/python scripts/make_editions.py
+
+editions: $(STAMP)
+	$(BIN)/python scripts/make_editions.py
+
+# Slides (reveal.js, offline), glossary and quiz; OUT=folder to build elsewhere.
+materials: $(STAMP)
+	$(BIN)/python scripts/build_materials.py $(if $(OUT),--out $(OUT))
 
 clean-venv:
 	rm -rf $(VENV) $(COMPAT_VENV)

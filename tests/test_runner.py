@@ -196,8 +196,8 @@ def test_lab_always_requires_a_token_and_prints_it(tmp_path):
         assert _get(f"{base}/api/status?token=wrong") == 403
         with urllib.request.urlopen(f"{base}/api/contents?token={token}", timeout=5) as response:
             root = json.loads(response.read())
-        names = {item["name"] for item in root["content"]}
-        assert names == {p.name for p in (PROJECT_ROOT / "notebooks").iterdir() if not p.name.startswith(".")}
+        names = {item["name"] for item in root["content"]}  # the student edition, what participants open
+        assert names == {p.name for p in (PROJECT_ROOT / "editions" / "student").iterdir() if not p.name.startswith(".")}
     finally:
         process.terminate()
         process.wait(timeout=30)
