@@ -432,12 +432,58 @@ def plot_tsne(result: Any, *, title: str | None = None):
     return figure
 
 
+@_styled
+def plot_deep_learning_picture(images: Sequence[np.ndarray], *, class_names: Sequence[str] = ("chest", "abdomen"),
+                               title: str | None = None):
+    """Deep learning in one picture (the talk's first slide): radiographs in, layers that learn, a score out.
+
+    ``images``: one radiograph per class (arrays, as the caller loaded them). Below, the training
+    loop: the score is compared with the label (the loss) and every weight is nudged a little.
+    """
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # drawing helpers, used only here
+
+    figure = Figure(figsize=(11, 4.6))  # one free-form drawing area: no layout engine
+    canvas = figure.add_axes((0, 0, 1, 0.9))
+    canvas.set_xlim(0, 11)
+    canvas.set_ylim(0, 4.6)
+    canvas.set_axis_off()
+    for number, image in enumerate(list(images)[:2]):
+        inset = canvas.inset_axes((0.15, 2.45 - 2.05 * number, 1.75, 1.75), transform=canvas.transData)
+        _image_axis(inset, np.asarray(image), class_names[number], CLASS_COLOURS[number])
+
+    def arrow(start, end, colour="black", **style):
+        canvas.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=18, linewidth=1.6,
+                                         color=colour, **style))
+
+    arrow((2.05, 2.3), (2.75, 2.3))
+    stages = (("edges", 1.0), ("textures,\nshapes", 0.8), ("parts,\nanatomy", 0.6))
+    for number, (words, height) in enumerate(stages):
+        left = 2.85 + 1.35 * number
+        canvas.add_patch(FancyBboxPatch((left, 2.3 - 1.6 * height), 1.0, 3.2 * height, boxstyle="round,pad=0.05",
+                                        facecolor=SERIES_COLOURS[5], alpha=0.25 + 0.2 * number, edgecolor="none"))
+        canvas.text(left + 0.5, 2.3, words, ha="center", va="center", fontsize=10)
+        if number:
+            arrow((left - 0.32, 2.3), (left - 0.02, 2.3))
+    canvas.text(4.2, 4.35, "layers of filters the network learns itself", ha="center", fontsize=11)
+    arrow((6.65, 2.3), (7.35, 2.3))
+    canvas.add_patch(FancyBboxPatch((7.45, 1.6), 1.4, 1.4, boxstyle="round,pad=0.05", facecolor="white",
+                                    edgecolor="black", linewidth=1.2))
+    canvas.text(8.15, 2.3, f"score\n0 = {class_names[0]}\n1 = {class_names[1]}", ha="center", va="center",
+                fontsize=10)
+    canvas.text(9.05, 2.3, "→ answer:\nabove 0.5,\n" + class_names[1], ha="left", va="center", fontsize=10)
+    arrow((8.15, 1.5), (4.2, 0.8), colour=WRONG_COLOUR, connectionstyle="arc3,rad=-0.2")
+    canvas.text(6.2, 0.2, "training: compare the score with the label (the loss), nudge every weight a little, repeat",
+                ha="center", va="center", fontsize=10, color=WRONG_COLOUR)
+    figure.suptitle(title or "Deep learning in one picture: pixels in, a score out, learned from labelled examples")
+    return figure
+
+
 def _short(name: str, length: int = 22) -> str:
     return name if len(name) <= length else name[: length - 9] + "…" + name[-8:]
 
 
 __all__ = [
-    "CLASS_COLOURS", "STYLE", "phase_boundaries", "plot_augmentation_preview",
+    "CLASS_COLOURS", "STYLE", "phase_boundaries", "plot_augmentation_preview", "plot_deep_learning_picture",
     "plot_confusion_matrix", "plot_gradcam", "plot_image_sizes", "plot_group_comparison", "plot_group_spread",
     "plot_prediction_gallery", "plot_roc",
     "plot_sample_grid", "plot_training_curves", "plot_tsne", "save_figure",
