@@ -272,3 +272,31 @@ def test_a_participant_who_skips_04_does_05_to_07_on_the_catch_up_run(fetched_da
     assert runs.list_runs(participant) == []  # nothing was trained for the participant
     figures = list((folder / "figures").glob("*.png"))
     assert {p.name.split("-", 1)[0] for p in figures} == set(printed)
+
+
+# --- the session's time ---------------------------------------------------------------------------------------
+def test_the_header_times_and_the_guide_agree_and_fit_45_minutes():
+    """Each notebook's "Time:" line is its hands-on time in the guide's timeline; talk + hands-on = 45 min."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import rehearsal
+    finally:
+        sys.path.pop(0)
+    rows = rehearsal.guide_timeline((NOTEBOOKS / "INSTRUCTOR_GUIDE.md").read_text(encoding="utf-8"))
+    assert rows[0]["start"] == 0 and rows[-1]["end"] == 45
+    assert all(a["end"] == b["start"] for a, b in zip(rows, rows[1:])), "the timeline has gaps or overlaps"
+    slots, talk = rehearsal.guide_hands_on(rows), rehearsal.talk_minutes(rows)
+    headers = {path.stem[:2]: rehearsal.header_minutes(path) for path in sorted(NOTEBOOKS.glob("0*.ipynb"))}
+    assert talk == 15 and sum(slots.values()) + talk == 45
+    assert headers == {number: pytest.approx(minutes) for number, minutes in slots.items()}
+    # The training slot the kit plans for is the time from starting 04 to the end of the talk while it trains.
+    start_04 = next(row for row in rows if row["notebooks"] == ["04"])
+    after = rows[rows.index(start_04) + 1]
+    assert after["mode"].startswith("talk")
+    assert lesson.TRAINING_SLOT_MINUTES == after["end"] - start_04["start"] - 0  # 26 → 31: 5 minutes
+    # Reading what the session reads (not the troubleshooting notes, the folded answers or the
+    # sections marked "after the session") fits the hands-on time at the stated reading speed.
+    reading = sum(rehearsal.reading_minutes(path)[0] for path in sorted(NOTEBOOKS.glob("0*.ipynb")))
+    assert reading <= sum(slots.values())
