@@ -91,7 +91,7 @@ def test_start_does_what_the_six_cells_did_and_says_it_in_a_few_lines(room):
     assert opened.data_dir == Path(room["HELLO_DL_DATA_DIR"]) and (opened.data_dir / "TRAIN").is_dir()
     text = "\n".join(printed)
     assert printed[0] == "Notebook 00 is ready." and len(printed) <= 6
-    assert "seat 7 → Group 2A" in text and "Data: 77 images" in text and "seed 42" in text
+    assert "seat 7 → Group 2A" in text and "Data: 77 images" in text and f"seed {opened.settings.seed}" in text
     assert "print(settings)" in text and "Running on the CPU" in text
     assert "setting  " not in text  # not the whole settings table: it says where to see it
 

@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay, roc_auc_score
 
 from hello_dl.runs import write_atomic
@@ -440,8 +441,6 @@ def plot_deep_learning_picture(images: Sequence[np.ndarray], *, class_names: Seq
     ``images``: one radiograph per class (arrays, as the caller loaded them). Below, the training
     loop: the score is compared with the label (the loss) and every weight is nudged a little.
     """
-    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # drawing helpers, used only here
-
     figure = Figure(figsize=(11, 4.6))  # one free-form drawing area: no layout engine
     canvas = figure.add_axes((0, 0, 1, 0.9))
     canvas.set_xlim(0, 11)
