@@ -407,7 +407,7 @@ def start(number: str, *, seat: str | None = None, echo: Callable[[str], None] =
 #: or of everything, a validation batch, and the one-off costs (building the network, tracing the
 #: graph of each phase, the evaluation at the end).
 STEP_COST = {"frozen": 2.0, "partial": 2.6, "full": 5.2, "validation": 1.0}
-ONE_OFF_COST = {"build": 12.0, "phase": 30.0, "finetune_extra": 20.0, "evaluation": 25.0}
+ONE_OFF_COST = {"build": 12.0, "phase": 40.0, "finetune_extra": 30.0, "evaluation": 25.0}
 #: How the time of a step grows with the image side (fitted to the benchmark's 150/224/299 px epochs).
 SIZE_EXPONENT = 1.3
 #: The smaller recipes tried, in order, when the full one does not fit the slot.
