@@ -302,3 +302,17 @@ def test_the_header_times_and_the_guide_agree_and_fit_45_minutes():
     # sections marked "after the session") fits the hands-on time at the stated reading speed.
     reading = sum(rehearsal.reading_minutes(path)[0] for path in sorted(NOTEBOOKS.glob("0*.ipynb")))
     assert reading <= sum(slots.values())
+
+
+def test_on_a_cloud_platform_start_prepares_the_kit_folder_first(monkeypatch, tmp_path, fetched_dataset):
+    """On Colab (marker variable set) the setup call runs cloud.prepare: the kit's folder, the checksum list."""
+    kit = tmp_path / "content" / "hello-dl"
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "release-for-the-test")
+    monkeypatch.setenv("HELLO_DL_HOME", str(kit))
+    monkeypatch.setenv("HELLO_DL_PROFILE", "smoke")
+    monkeypatch.setenv("HELLO_DL_DATA_SOURCE", str(fetched_dataset))
+    printed: list[str] = []
+    opened = lesson.start("01", echo=printed.append)  # 01 keeps no results: Google Drive is not asked for
+    assert opened.platform == "colab" and (kit / "data" / "MANIFEST.sha256").is_file()
+    assert opened.data_dir == kit / "data" / "open_i_abd_vs_cxr" and (opened.data_dir / "TRAIN").is_dir()
+    assert opened.settings.output_dir == kit / "outputs" and printed[0] == "Notebook 01 is ready."
