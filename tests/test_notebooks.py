@@ -120,6 +120,33 @@ def test_lessons_after_04_take_their_run_through_the_catch_up_path():
         assert not any("runs.latest(" in source for source in sources), path.name
 
 
+def test_the_badges_and_install_cells_are_current(tmp_path):
+    """`scripts/stamp_badges.py --check` passes on the committed notebooks and README (the openings included),
+    and it does fail when a notebook's install cell is not the one the repository's address makes."""
+    import subprocess
+    import sys
+
+    script = NOTEBOOKS_DIR.parent / "scripts" / "stamp_badges.py"
+    checked = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True, timeout=120)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "current" in checked.stdout
+
+    copy = tmp_path / "kit"
+    (copy / "scripts").mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md", "scripts/stamp_badges.py"):
+        (copy / name).write_bytes((NOTEBOOKS_DIR.parent / name).read_bytes())
+    (copy / "notebooks").mkdir()
+    for path in NOTEBOOKS:
+        (copy / "notebooks" / path.name).write_bytes(path.read_bytes())
+    stale = read(copy / "notebooks" / NOTEBOOKS[4].name)
+    next(c for c in stale.cells if c.get("id") == INSTALL_CELL_ID).source += "\n# edited by hand"
+    nbformat.write(stale, copy / "notebooks" / NOTEBOOKS[4].name)
+    env = {"PYTHONPATH": str(NOTEBOOKS_DIR.parent / "src"), "PATH": "/usr/bin:/bin"}
+    refused = subprocess.run([sys.executable, str(copy / "scripts" / "stamp_badges.py"), "--check"],
+                             capture_output=True, text=True, timeout=120, env=env)
+    assert refused.returncode == 1 and NOTEBOOKS[4].name in refused.stdout
+
+
 # Absolute paths of any operating system, or a home folder: none belongs in a lesson.
 HARD_CODED_PATH = re.compile(r"""["'](/[A-Za-z]|~/|[A-Za-z]:\\|\\\\)""")
 
