@@ -112,3 +112,23 @@ def test_make_materials_is_the_one_target(tmp_path):
     assert "scripts/build_materials.py" in dockerfile and "COPY --chown=${NB_USER}:${NB_USER} materials/ materials/" in dockerfile
     assert shutil.which("make") is None or subprocess.run(["make", "-n", "materials"], cwd=ROOT, capture_output=True,
                                                            text=True).returncode == 0
+
+
+def test_the_docker_image_ships_the_student_edition_and_the_materials():
+    """The Dockerfile copies the student edition as notebooks/, the instructor edition and the materials'
+    sources into materials/, builds them there; .dockerignore keeps the sources in the build context
+    (only an old local build stays out). CI's docker-smoke then checks the built image holds them."""
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    assert "COPY --chown=${NB_USER}:${NB_USER} editions/student/ notebooks/" in dockerfile
+    assert "COPY editions/student/ /opt/hello-dl/notebooks/" in dockerfile
+    assert "COPY --chown=${NB_USER}:${NB_USER} editions/instructor/ materials/instructor-notebooks/" in dockerfile
+    assert not re.search(r"^COPY[^\n]* notebooks/ (/opt/hello-dl/)?notebooks/", dockerfile, re.MULTILINE), \
+        "the source notebooks (with the answers) must not become the participants' notebooks"
+    ignored = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")]
+    for needed in ("editions", "editions/student", "materials", "materials/talk.md", "materials/quiz.md",
+                   "notebooks", "notebooks/GLOSSARY.md"):
+        assert needed not in ignored and needed + "/" not in ignored, f".dockerignore leaves out {needed}"
+    assert "materials/build" in ignored
+    smoke = (ROOT / ".ci" / "docker-smoke").read_text()
+    assert "materials/build/slides/talk.slides.html" in smoke and "materials/build/quiz-answer-key.html" in smoke
