@@ -102,6 +102,8 @@ NON_SETTING_VARIABLES: dict[str, str] = {
     "HELLO_DL_COMPAT": "1 in CI's compatibility stage (make compat)",
     "HELLO_DL_COMPAT_WHEELS": "the wheels folder of CI's compatibility stage (make compat)",
     "HELLO_DL_BOARD": "the room's results board: a folder or the hub's board address (hello-dl room)",
+    "HELLO_DL_TRAINING_MINUTES": "the session's time for training in notebook 04 (lesson.plan_training)",
+    "HELLO_DL_EDITION": "which edition of the notebooks make lab opens: student, instructor or source (scripts/lab.py)",
 }
 #: Whole families of non-setting variables, by prefix: the room server's and CI's own.
 NON_SETTING_PREFIXES: dict[str, str] = {
