@@ -22,7 +22,7 @@ help:
 	@echo "make test   - set up .venv and run the test suite"
 	@echo "make lab    - set up .venv and start JupyterLab on the notebooks (token protected)"
 	@echo "make bench  - set up .venv and run the benchmarks (benchmarks/run.py)"
-	@echo "make compat - the Keras unit tests, notebook 04 and the Colab route on the OLDEST supported TensorFlow/Keras"
+	@echo "make compat - the unit tests, notebook 04 and the Colab route on the OLDEST supported TensorFlow/Keras"
 	@echo "make badges - stamp the Colab/Kaggle badges and install cells (after changing the repository address)"
 	@echo "make hub    - build and start the room server (JupyterHub, docker/hub/README.md): SEATS=40 URL=... ROOM_KIT=cpu|gpu"
 	@echo "make editions - write the student and instructor editions of the notebooks (after editing notebooks/)"
@@ -64,12 +64,11 @@ $(COMPAT_STAMP): .ci/requirements-oldest.txt pyproject.toml scripts/install_kern
 	$(COMPAT_BIN)/python scripts/install_kernel.py
 	@touch $(COMPAT_STAMP)
 
-# Slow-marked tests ran already with the pinned pair (make test); here the unit tests that touch
-# TensorFlow/Keras run again (marked "keras" by tests/conftest.py), plus the tests marked compat
-# (notebook 04 headless, the Colab route from a fresh environment).
+# Slow-marked tests ran already with the pinned pair (make test); here the unit tests run again,
+# plus the tests marked compat (notebook 04 headless, the Colab route from a fresh environment).
 compat: $(COMPAT_STAMP)
 	HELLO_DL_COMPAT=1 HELLO_DL_COMPAT_WHEELS=$(abspath $(COMPAT_WHEELS)) \
-	  $(COMPAT_BIN)/python -m pytest -m "compat or (keras and not slow and not browser)" $(PYTEST_ARGS)
+	  $(COMPAT_BIN)/python -m pytest -m "compat or (not slow and not browser)" $(PYTEST_ARGS)
 
 badges: $(STAMP)
 	$(BIN)/python scripts/stamp_badges.py

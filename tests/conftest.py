@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.server
 import os
-import re
 import shutil
 import subprocess
 import threading
@@ -300,38 +299,3 @@ def tmpfs(tmp_path):
     for folder in reversed(mounted):
         if subprocess.run(["umount", str(folder)], capture_output=True, timeout=30).returncode != 0:
             subprocess.run(["umount", "-l", str(folder)], capture_output=True, timeout=30)  # busy: detach
-
-
-# --- the "keras" marker: which tests exercise the TensorFlow/Keras API -------------------------
-# `make compat` re-runs these (and the compat-marked ones) on the oldest supported
-# TensorFlow/Keras pair; tests of settings, files, cards or stats would only repeat themselves
-# there. A test file counts when it imports Keras/TensorFlow itself or imports one of the kit's
-# modules that do (found from the sources, so a new Keras-using module is included by itself).
-_KERAS_IMPORT = re.compile(r"^\s*(?:import|from)\s+(?:keras|tensorflow)\b", re.MULTILINE)
-
-
-def _keras_modules() -> set[str]:
-    package = PROJECT_ROOT / "src" / "hello_dl"
-    return {path.relative_to(package).with_suffix("").as_posix().replace("/", ".")
-            for path in package.rglob("*.py") if _KERAS_IMPORT.search(path.read_text(encoding="utf-8"))}
-
-
-def _uses_keras(source: str, modules: set[str]) -> bool:
-    if _KERAS_IMPORT.search(source):
-        return True
-    imported = set(re.findall(r"^\s*from\s+hello_dl\.([\w.]+)\s+import", source, re.MULTILINE))
-    for names in re.findall(r"^\s*from\s+hello_dl\s+import\s+\(?([\w\s,]+)\)?", source, re.MULTILINE):
-        imported.update(name.strip() for name in names.split(",") if name.strip())
-    imported.update(re.findall(r"^\s*import\s+hello_dl\.([\w.]+)", source, re.MULTILINE))
-    return bool(imported & modules)
-
-
-def pytest_collection_modifyitems(config, items):
-    modules = _keras_modules()
-    verdicts: dict[Path, bool] = {}
-    for item in items:
-        path = Path(str(item.fspath))
-        if path not in verdicts:
-            verdicts[path] = _uses_keras(path.read_text(encoding="utf-8"), modules)
-        if verdicts[path]:
-            item.add_marker(pytest.mark.keras)
