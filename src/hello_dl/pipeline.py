@@ -6,6 +6,12 @@ For each split::
           ─► tf.data: [shuffle with the seed] ─► batch ─► [augment] ─► float32, still 0-255 ─► prefetch
                        (training only)                     (training only)
 
+Training batches are drawn through one seeded shuffle of the image *indices*
+(:attr:`Datasets.train_order`). Anything else stored per training image (the feature cache of
+:mod:`hello_dl.feature_cache`) is batched through the same shuffle with
+:meth:`Datasets.train_batches`, so whichever of them is read next gets the next epoch's order:
+training on stored features visits the images in exactly the order training on the images would.
+
 The scaling to [-1, 1] that InceptionV3 expects is **not** done here: it is the first layer of the
 model itself (:mod:`hello_dl.model`), so a saved model takes plain 0-255 RGB images and nobody
 can feed it wrongly scaled pixels.
@@ -158,6 +164,9 @@ class Datasets:
     augmented: bool
     #: Identical images found in more than one split (see hello_dl.dataset: DatasetIndex.leaks).
     leaks: list[list[str]] = field(default_factory=list)
+    #: The seeded shuffle of training-image indices that ``train`` is batched through (None when
+    #: a caller built ``train`` some other way: then nothing can be batched in its order).
+    train_order: "tf.data.Dataset | None" = None
 
     @property
     def train_count(self) -> int:
@@ -174,6 +183,18 @@ class Datasets:
     @property
     def val_steps(self) -> int:
         return math.ceil(self.val_count / self.batch_size)
+
+    def train_batches(self, values) -> "tf.data.Dataset":
+        """``(values[batch], labels[batch])`` batches in the order of ``train``'s batches, epoch by epoch.
+
+        ``values`` holds one row (or a list of arrays with one row each) per training image, in
+        ``train_files`` order. Both datasets draw on the one shuffle of :attr:`train_order`, which
+        moves on to the next epoch's order whenever either of them starts a pass.
+        """
+        if self.train_order is None:
+            raise ValueError("These datasets were not built by hello_dl.pipeline.build_datasets; "
+                             "their training order is unknown.")
+        return _batches_in_order(self.train_order, values, self.train_labels, self.batch_size)
 
     @property
     def counts(self) -> dict[str, dict[str, int]]:
@@ -200,13 +221,38 @@ def _labels_array(labels: Sequence[int | None]) -> np.ndarray:
     return np.array([UNKNOWN_LABEL if label is None else int(label) for label in labels], dtype=np.int64)
 
 
+def training_order(count: int, settings: Settings) -> "tf.data.Dataset":
+    """The indices ``0 .. count-1``, shuffled with the seed and reshuffled on every pass (an epoch)."""
+    import tensorflow as tf  # here, not at the top: TensorFlow takes seconds to load
+
+    return tf.data.Dataset.range(count).shuffle(max(1, count), seed=int(settings.seed),
+                                                reshuffle_each_iteration=True)
+
+
+def _batches_in_order(order: "tf.data.Dataset", values, labels: np.ndarray, batch_size: int) -> "tf.data.Dataset":
+    """Batches of ``values`` (an array, or a list of arrays) and float32 ``(n, 1)`` labels, following ``order``."""
+    import tensorflow as tf  # here, not at the top: TensorFlow takes seconds to load
+
+    # Constants made once, outside the dataset function, so they are captured rather than copied
+    # into its graph.
+    stored = [tf.constant(v) for v in values] if isinstance(values, (list, tuple)) else tf.constant(values)
+    targets = tf.constant(np.asarray(labels, dtype=np.float32).reshape(-1, 1))
+
+    def gather(indices):
+        picked = [tf.gather(v, indices) for v in stored] if isinstance(stored, list) else tf.gather(stored, indices)
+        return picked, tf.gather(targets, indices)
+
+    return order.batch(batch_size).map(gather)
+
+
 def make_dataset(images_uint8: np.ndarray, labels: np.ndarray, settings: Settings, *, training: bool,
-                 augment: bool | None = None) -> "tf.data.Dataset":
+                 augment: bool | None = None, order: "tf.data.Dataset | None" = None) -> "tf.data.Dataset":
     """A batched tf.data pipeline over in-memory uint8 images (see the module notes).
 
-    ``training=True`` shuffles (seeded, reshuffled every epoch) and, if ``augment`` (default:
-    ``settings.augment``), augments; ``training=False`` keeps the order and never augments. Images
-    come out as float32 in 0-255 (the model scales them itself).
+    ``training=True`` shuffles (seeded, reshuffled every epoch; through ``order`` if given, see
+    :func:`training_order`) and, if ``augment`` (default: ``settings.augment``), augments;
+    ``training=False`` keeps the order and never augments. Images come out as float32 in 0-255
+    (the model scales them itself).
     """
     import tensorflow as tf  # here, not at the top: TensorFlow takes seconds to load
 
@@ -215,12 +261,12 @@ def make_dataset(images_uint8: np.ndarray, labels: np.ndarray, settings: Setting
 
     augment = settings.augment if augment is None else augment
     targets = np.asarray(labels, dtype=np.float32).reshape(-1, 1)
-    data = tf.data.Dataset.from_tensor_slices((images_uint8, targets))
     if not training:
+        data = tf.data.Dataset.from_tensor_slices((images_uint8, targets))
         return data.batch(settings.batch_size).map(as_float, num_parallel_calls=tf.data.AUTOTUNE).cache() \
             .prefetch(tf.data.AUTOTUNE)
-    data = data.shuffle(max(1, len(targets)), seed=int(settings.seed), reshuffle_each_iteration=True)
-    data = data.batch(settings.batch_size)
+    order = training_order(len(targets), settings) if order is None else order
+    data = _batches_in_order(order, images_uint8, targets, settings.batch_size)
     if augment:
         augmenter = augmentation_layers(settings)
         # Sequential on purpose: the layers draw from seeded random state, and parallel calls
@@ -238,8 +284,9 @@ def build_datasets(settings: Settings) -> Datasets:
     val_images = load_images(index.val.files, settings)
     train_labels = _labels_array(index.train.labels)
     val_labels = _labels_array(index.val.labels)
+    order = training_order(len(train_labels), settings)
     return Datasets(
-        train=make_dataset(train_images, train_labels, settings, training=True),
+        train=make_dataset(train_images, train_labels, settings, training=True, order=order),
         val=make_dataset(val_images, val_labels, settings, training=False),
         class_info=index.class_info,
         train_files=list(index.train.files),
@@ -250,6 +297,7 @@ def build_datasets(settings: Settings) -> Datasets:
         batch_size=int(settings.batch_size),
         augmented=bool(settings.augment),
         leaks=list(index.leaks),
+        train_order=order,
     )
 
 
@@ -319,5 +367,5 @@ def augmentation_examples(image: str | Path | np.ndarray, settings: Settings, *,
 __all__ = [
     "ANY_SIZE", "Datasets", "Sample", "SplitArrays", "UNKNOWN_LABEL", "augmentation_examples", "augmentation_layers",
     "build_datasets", "class_samples", "clear_cache", "load_for_model", "load_images", "load_split_arrays",
-    "make_dataset",
+    "make_dataset", "training_order",
 ]
