@@ -44,7 +44,7 @@ from typing import Any, Sequence
 import keras  # at the top here: the callbacks below are Keras classes
 
 from hello_dl import dataset as dataset_module
-from hello_dl import environment, evaluate, pipeline, plots, runs
+from hello_dl import environment, evaluate, feature_cache, pipeline, plots, runs
 from hello_dl import model as model_module
 from hello_dl import weights as weights_module
 from hello_dl.errors import HelloDLError
@@ -174,18 +174,35 @@ def _weights_hint(settings: Settings) -> str:
             f"hold broken values: try HELLO_DL_WEIGHTS=imagenet or none.")
 
 
+class WholeNetworkCheckpoint(AtomicModelCheckpoint):
+    """AtomicModelCheckpoint that saves ``network`` whichever model is being fit.
+
+    With the feature cache (:mod:`hello_dl.feature_cache`) a phase fits only the network's upper
+    part, a model made of the network's own layers; the best model saved must still be the whole
+    network, which takes images. With ``network=None`` it is AtomicModelCheckpoint.
+    """
+
+    def __init__(self, network, path: Path, **kwargs):
+        super().__init__(path, **kwargs)
+        self.network = network
+
+    def set_model(self, model):
+        super().set_model(self.network if self.network is not None else model)
+
+
 def callbacks_for_phase(phase: int, run_dir: Path, settings: Settings, shared: dict,
                         extra: Sequence[keras.callbacks.Callback] = ()) -> list:
     """The Keras callbacks of one phase; ``shared`` keeps the ones whose memory spans both phases.
 
     ``extra`` callbacks come first, so they see each epoch before the kit saves anything (a timer
-    then measures the epoch, not the writing of the model).
+    then measures the epoch, not the writing of the model). ``shared["network"]``, if set, is the
+    model the checkpoint saves (see :class:`WholeNetworkCheckpoint`).
     """
     if "checkpoint" not in shared:
         # One checkpoint for both phases: it keeps the best validation loss seen so far, so
         # phase 2 only replaces the saved model if it really does better.
-        shared["checkpoint"] = AtomicModelCheckpoint(run_dir / runs.BEST_MODEL, monitor="val_loss", mode="min",
-                                                     save_best_only=True)
+        shared["checkpoint"] = WholeNetworkCheckpoint(shared.get("network"), run_dir / runs.BEST_MODEL,
+                                                      monitor="val_loss", mode="min", save_best_only=True)
         shared["invalid_loss"] = StopOnInvalidLoss()
         shared["history"] = JsonHistory(run_dir / runs.HISTORY_JSON)
         shared["csv"] = keras.callbacks.CSVLogger(str(run_dir / runs.HISTORY_CSV), append=True)
@@ -230,12 +247,15 @@ def _maybe(value: float | None) -> str:
 
 
 def train(settings: Settings, *, verbose: int = 2, datasets: Any = None,
-          callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
+          callbacks: Sequence[keras.callbacks.Callback] = (), use_feature_cache: bool = True) -> TrainResult:
     """Train with ``settings``: build data and model, run both phases, save and evaluate the best model.
 
     ``verbose`` is Keras' (0 silent, 1 progress bar, 2 one line per epoch). ``datasets`` may be
     passed in (from :func:`hello_dl.pipeline.build_datasets`) to reuse them. ``callbacks`` are
-    extra Keras callbacks, used in both phases (e.g. a timer or a progress display).
+    extra Keras callbacks, used in both phases (e.g. a timer or a progress display); in a phase
+    that uses the feature cache their ``self.model`` is the part being fit.
+    ``use_feature_cache=False`` fits the whole network in every phase: the same training, slower
+    (:mod:`hello_dl.feature_cache`; kept for the tests and the benchmark that compare the two).
     """
     started = time.perf_counter()
     environment.set_seed(settings.seed)
@@ -250,7 +270,8 @@ def train(settings: Settings, *, verbose: int = 2, datasets: Any = None,
     run_dir = runs.create(settings)
     say(f"Run folder: {run_dir}")
     try:
-        result = _train_in(run_dir, network, data, settings, verbose, tuple(callbacks), started, leak_warning)
+        result = _train_in(run_dir, network, data, settings, verbose, tuple(callbacks), started, leak_warning,
+                           use_feature_cache)
     except OSError as exc:  # a full or read-only disk while writing the run (history, figures)
         if exc.errno not in _STORAGE_ERRNOS:
             raise
@@ -265,10 +286,10 @@ _STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.
 
 
 def _train_in(run_dir: Path, network, data, settings: Settings, verbose: int, callbacks: tuple, started: float,
-              leak_warning: str | None) -> TrainResult:
+              leak_warning: str | None, use_feature_cache: bool) -> TrainResult:
     """Both phases, the evaluation and the run's files; the FINISHED marker only when all of it worked."""
     say = print if verbose else (lambda *a, **k: None)
-    shared: dict = {"extra": callbacks}
+    shared: dict = {"extra": callbacks, "network": network, "feature_cache": use_feature_cache}
     timings: dict[str, float] = {"data_and_model_seconds": round(time.perf_counter() - started, 2)}
     phases = []
 
@@ -361,17 +382,24 @@ def _epochs_done(shared: dict) -> int:
 def _fit_phase(network, data, phase: int, initial_epoch: int, epochs: int, run_dir: Path, settings: Settings,
                shared: dict, verbose: int, timings: dict, learning_rate: float) -> dict:
     started = time.perf_counter()
+    cached = (feature_cache.prepare_phase(network, data, settings, learning_rate)
+              if shared.get("feature_cache") else None)
+    if cached is not None and verbose:
+        print(cached.sentence(settings))
+    fitted, train_data, val_data = (cached.model, cached.train, cached.val) if cached else (network, data.train,
+                                                                                             data.val)
     # shuffle=False: the training dataset already reshuffles itself every epoch (seeded).
-    network.fit(data.train, validation_data=data.val, initial_epoch=initial_epoch, epochs=epochs,
-                callbacks=callbacks_for_phase(phase, run_dir, settings, shared, shared["extra"]), verbose=verbose,
-                shuffle=False)
+    fitted.fit(train_data, validation_data=val_data, initial_epoch=initial_epoch, epochs=epochs,
+               callbacks=callbacks_for_phase(phase, run_dir, settings, shared, shared["extra"]), verbose=verbose,
+               shuffle=False)
     seconds = round(time.perf_counter() - started, 2)
     timings[f"phase{phase}_seconds"] = seconds
     done = _epochs_done(shared) - initial_epoch
     return {"phase": phase, "name": PHASE_NAMES[phase], "first_epoch": initial_epoch + 1, "epochs": done,
-            "epochs_planned": epochs - initial_epoch, "learning_rate": learning_rate, "seconds": seconds}
+            "epochs_planned": epochs - initial_epoch, "learning_rate": learning_rate, "seconds": seconds,
+            "feature_cache": cached.record if cached else None}
 
 
 __all__ = ["AtomicModelCheckpoint", "JsonHistory", "PHASE_NAMES", "PhaseColumn", "StopOnInvalidLoss", "TrainResult",
-           "TrainingDiverged", "callbacks_for_phase", "diverged_message", "model_file_bytes", "slim_best_model",
-           "train"]
+           "TrainingDiverged", "WholeNetworkCheckpoint", "callbacks_for_phase", "diverged_message", "model_file_bytes",
+           "slim_best_model", "train"]
