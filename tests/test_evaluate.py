@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,4 +134,84 @@ def test_evaluate_run_recomputes_numbers_and_figures(smoke_run, tmp_path):
         assert (run_copy / "figures" / figure).stat().st_size > 1000
     saved = json.loads((run_copy / "evaluation.json").read_text())
     assert saved["classification_report"]["chest"]["support"] == 5
-    assert "test_accuracy" not in summary  # the paper's TEST folder has no labels
+    assert saved["set"] == "validation" and saved["distinct_images"] == 9
+    intervals = saved["intervals_95"]
+    assert intervals["accuracy"]["ci95_low"] <= summary["accuracy"] <= intervals["accuracy"]["ci95_high"]
+    assert summary["accuracy_95ci"] == pytest.approx([intervals["accuracy"]["ci95_low"],
+                                                      intervals["accuracy"]["ci95_high"]], abs=1e-4)
+    # The paper's TEST folder is flat; its two file names give the labels, and the kit says so.
+    assert summary["test_images"] == 2 and len(summary["test_accuracy_95ci"]) == 2
+    test = json.loads((run_copy / "evaluation_test.json").read_text())
+    assert test["set"] == "TEST" and test["labels_from"] == "file names"
+    assert sorted((Path(p["file"]).name, p["true"]) for p in test["predictions"]) == [
+        ("abd2.png", "abdomen"), ("chest2.png", "chest")]
+    assert summary["train_images"] == 65 and len(summary["headlines"]) == 3
+    assert (run_copy / "figures" / evaluate.INTERVALS_FIGURE).stat().st_size > 1000
+
+
+def test_every_figure_names_its_set(smoke_run, run):
+    test = evaluate.evaluate_model(run.model, run.settings, "test")
+    assert "TEST set (2 images)" in test.plot_roc().axes[0].get_title()
+    assert "TEST set" in test.plot_confusion_matrix().axes[0].get_title()
+    gallery = test.plot_predictions()
+    assert "TEST images (true class from the file names)" in gallery.get_suptitle()
+    assert all("true: " in axis.get_title() for axis in gallery.axes if axis.get_visible())
+    assert "95% CI" in test.plot_confusion_matrix().get_supxlabel()
+
+
+# --- intervals, thresholds and names (no trained model needed) -----------------------------------------
+@pytest.fixture(scope="module")
+def plain_settings():
+    from hello_dl.settings import load_settings
+
+    return load_settings("smoke", environ={})
+
+
+@pytest.mark.parametrize("name, label", [
+    ("abd2.png", 1), ("chest2.png", 0), ("CHEST_pa.dcm", 0), ("abdomen-supine.jpg", 1), ("openI_CXR_4.png", 0),
+    ("openI_abd_xray_1.png", 1), ("case17.png", None), ("chest_and_abdomen.png", None), ("openi_12.png", None),
+])
+def test_labels_from_file_names(plain_settings, name, label):
+    assert evaluate.label_from_name(Path("TEST") / name, plain_settings) == label
+
+
+def test_every_share_carries_its_wilson_interval_and_the_auc_a_seeded_one(plain_settings):
+    from hello_dl import stats
+
+    result = evaluate.score([0, 0, 0, 1, 1, 1], [0.1, 0.6, 0.2, 0.9, 0.4, 0.8], plain_settings)
+    assert result.correct == stats.Proportion(4, 6)
+    assert result.sensitivity == stats.Proportion(2, 3) and result.specificity == stats.Proportion(2, 3)
+    assert result.auc_estimate.value == pytest.approx(result.auc)
+    assert result.auc_estimate == stats.auc_interval(result.y_true, result.y_prob, seed=plain_settings.seed)
+    numbers = result.metrics("val_")
+    assert numbers["val_accuracy"] == pytest.approx(4 / 6)
+    assert (numbers["val_accuracy_ci95_low"], numbers["val_accuracy_ci95_high"]) == stats.wilson_interval(4, 6)
+    assert numbers["val_auc_ci95_low"] == result.auc_estimate.low and "bootstrap" in numbers["val_auc_ci95_method"]
+    text = result.format()
+    assert "4/6 (67%, 95% CI" in text and "validation set" in text and "not a test" in text
+    assert stats.SMALL_SET_SENTENCE in text
+    assert result.headline().startswith("validation set (6 images): accuracy 4/6")
+    saved = result.as_dict()
+    assert saved["intervals_95"]["accuracy"]["ci95_low"] == result.correct.low
+    assert saved["intervals_95"]["auc"]["method"] == result.auc_estimate.method
+
+
+def test_another_threshold_changes_the_shares_not_the_auc(plain_settings):
+    result = evaluate.score([0, 0, 0, 1, 1, 1], [0.1, 0.6, 0.2, 0.9, 0.4, 0.8], plain_settings)
+    strict = result.at_threshold(0.85)
+    assert strict.threshold == 0.85 and strict.auc == result.auc and strict.loss == result.loss
+    assert strict.sensitivity.count == 1 and strict.specificity.count == 3
+    assert strict.confusion.tolist() == [[3, 0], [2, 1]]
+    figure = strict.plot_threshold()
+    assert any(list(line.get_xdata()) == [0.85, 0.85] for line in figure.axes[0].lines)
+
+
+def test_ppv_at_a_realistic_prevalence(plain_settings):
+    result = evaluate.score([0] * 5 + [1] * 5, [0.1, 0.2, 0.3, 0.1, 0.2, 0.8, 0.9, 0.7, 0.6, 0.95], plain_settings)
+    table = evaluate.predictive_values(result, prevalences=(0.5, 0.02))
+    half, rare = table.rows
+    assert half["ppv"] == pytest.approx(1.0) and rare["ppv"] == pytest.approx(1.0)  # 5/5 right: the observed view
+    # At the lower ends of both intervals (5/5 → 57 %), a 2 % prevalence leaves most positive answers wrong.
+    assert rare["ppv_pessimistic"] < 0.1 < half["ppv_pessimistic"]
+    text = table.format()
+    assert "2.0%" in text and "false alarms" in text

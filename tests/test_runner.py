@@ -126,6 +126,24 @@ def test_run_all_writes_executed_notebooks_figures_and_summary(tiny_lessons, tmp
     assert second.parent != folder and summary.read_text() == text
 
 
+def test_summary_shows_each_sets_headline_with_its_interval(tmp_path):
+    metrics_file = tmp_path / "outputs" / "run" / "metrics.json"
+    metrics_file.parent.mkdir(parents=True)
+    headlines = ["validation set (10 images, 9 distinct): accuracy 9/10 (90%, 95% CI 60%–98%)",
+                 "TEST set (2 images): accuracy 2/2 (100%, 95% CI 34%–100%)"]
+    metrics_file.write_text(json.dumps({"val_accuracy": 0.9, "val_accuracy_ci95_low": 0.596, "headlines": headlines}))
+    settings = load_settings("smoke", environ={}, output_dir=str(tmp_path / "outputs"))
+    folder = tmp_path / "outputs" / "tutorial-x"
+    folder.mkdir()
+    metrics = runner.collect_metrics(tmp_path / "outputs", 0.0, exclude=folder)
+    text = runner.write_summary(folder, settings, [], metrics, 1.0).read_text()
+    section = text.split("## Metrics", 1)[1].split("## Figures", 1)[0]
+    assert f"- {headlines[0]}" in section and f"- {headlines[1]}" in section
+    assert section.index("95% CI 60%") < section.index("- val_accuracy: 0.9")  # intervals first, then every number
+    assert "validation chooses" in section and "val_accuracy_ci95_low: 0.596" in section
+    assert runner.metric_headlines(tmp_path / "missing.json") == []
+
+
 def test_a_failing_cell_stops_the_run_and_names_notebook_and_cell(tiny_lessons, tmp_path):
     write_notebook(tiny_lessons / "01_second.ipynb",
                    "x = 1", "print('before the error')", "# a comment first\nvalue = 1 / 0", "print('never')")

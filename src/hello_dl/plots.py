@@ -7,7 +7,11 @@ Matplotlib knows from the file's extension). Figures are built without ``pyplot`
 left open in the background and nothing is shown twice in a notebook.
 
 Colours are fixed per class (chest blue, abdomen vermillion, both readable for colour-blind
-viewers), training curves are solid and validation curves dashed, everywhere.
+viewers), training curves are solid and validation curves dashed, everywhere. Heat and activation
+maps use ``inferno``: perceptually uniform (equal steps in value look like equal steps in colour)
+and readable with every kind of colour blindness, because its lightness rises steadily from black
+to yellow; never ``jet``, whose bright bands invent edges. Every number on a figure says which set
+(training, validation, TEST) it comes from, and shares carry their 95 % interval.
 """
 
 from __future__ import annotations
@@ -19,8 +23,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 import matplotlib
 import numpy as np
+from matplotlib import colormaps
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+from PIL import Image
 from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay, roc_auc_score
 
 from hello_dl.runs import write_atomic
@@ -30,6 +38,8 @@ CLASS_COLOURS = ("#0072B2", "#D55E00")
 SERIES_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 CORRECT_COLOUR = "#009E73"
 WRONG_COLOUR = "#D55E00"
+#: Heat (Grad-CAM) and activation maps: perceptually uniform and colour-blind safe, never jet.
+HEAT_COLORMAP = "inferno"
 
 STYLE = {
     "font.size": 10,
@@ -75,6 +85,11 @@ def _new_figure(width: float, height: float) -> Figure:
 
 def _image_axis(axis, image: np.ndarray, title: str = "", colour: str | None = None) -> None:
     axis.imshow(image, cmap="gray" if image.ndim == 2 else None)
+    _bare_axis(axis, title, colour)
+
+
+def _bare_axis(axis, title: str = "", colour: str | None = None) -> None:
+    """An axis for a picture: no ticks, grid or frame; an optional title."""
     axis.set_xticks([])
     axis.set_yticks([])
     axis.grid(False)
@@ -196,10 +211,14 @@ def phase_boundaries(history: Mapping[str, list]) -> list[float]:
 
 
 @_styled
-def plot_training_curves(history: Any, *, title: str | None = None):
+def plot_training_curves(history: Any, *, title: str | None = None,
+                         reference_points: Mapping[str, tuple[float, float]] | None = None):
     """Loss and accuracy per epoch, training (solid) vs validation (dashed), phase change marked.
 
     ``history``: a dict of per-epoch lists (``run.history``) or a Keras ``History``.
+    ``reference_points``: label → (epoch, accuracy), drawn as hollow diamonds on the accuracy panel
+    (e.g. the paper's own numbers beside the learner's curves). Training accuracy is measured on
+    augmented images with dropout on, validation accuracy on the plain images: the legend says so.
     """
     history = _history(history)
     epochs = _epochs(history)
@@ -212,6 +231,10 @@ def plot_training_curves(history: Any, *, title: str | None = None):
         if "val_" + metric in history:
             axis.plot(epochs, history["val_" + metric], "--s", color=SERIES_COLOURS[1], markersize=3,
                       label="validation")
+        if metric == "accuracy":
+            for index, (name, (epoch, value)) in enumerate((reference_points or {}).items()):
+                axis.plot([epoch], [value], "D", markersize=8, markerfacecolor="none", markeredgewidth=1.5,
+                          color=SERIES_COLOURS[(index + 2) % len(SERIES_COLOURS)], label=name)
         for position in phase_boundaries(history):
             axis.axvline(position, color="gray", linestyle=":", linewidth=1.5)
             axis.annotate("fine-tuning starts", (position, 1.0), xycoords=("data", "axes fraction"),
@@ -317,20 +340,35 @@ def plot_group_spread(values: Mapping[str, Sequence[float]], *, reference: Mappi
 
 
 # --- evaluation ------------------------------------------------------------------------------------
+def _interval_text(interval: Any) -> str:
+    """ "95% CI 0.80–1.00" from an object with ``.low``/``.high`` or a (low, high) pair ("" for None)."""
+    if interval is None:
+        return ""
+    low, high = (interval.low, interval.high) if hasattr(interval, "low") else tuple(interval)[-2:]
+    return f"95% CI {low:.2f}–{high:.2f}"
+
+
 @_styled
 def plot_roc(y_true: Sequence[int], y_score: Sequence[float], *, title: str | None = None,
-             positive_name: str = "abdomen"):
-    """ROC curve with its area (AUC); the diagonal is a coin toss (scikit-learn's RocCurveDisplay)."""
+             positive_name: str = "abdomen", auc_interval: Any = None, set_name: str | None = None):
+    """ROC curve with its area (AUC); the diagonal is a coin toss (scikit-learn's RocCurveDisplay).
+
+    ``auc_interval``: the AUC's 95 % interval (an object with ``.low``/``.high``, as
+    :func:`hello_dl.stats.auc_interval` returns, or a pair), shown in the legend. ``set_name``
+    ("validation", "TEST") goes into the default title with the number of images.
+    """
     y_true = np.asarray(y_true).astype(int).ravel()
     y_score = np.asarray(y_score, dtype=float).ravel()
     figure = _new_figure(4.6, 4.4)
     axis = figure.subplots()
     chance = {"color": "gray", "linestyle": ":", "label": "chance (AUC 0.50)"}
+    interval = _interval_text(auc_interval)
     if len(np.unique(y_true)) == 2:
+        label = f"model (AUC {roc_auc_score(y_true, y_score):.2f}{', ' + interval if interval else ''})"
         RocCurveDisplay.from_predictions(
             y_true, y_score, pos_label=1, ax=axis, plot_chance_level=True, chance_level_kw=chance,
             name="model", curve_kwargs={"color": SERIES_COLOURS[0], "linewidth": 2, "drawstyle": "steps-post",
-                                        "label": f"model (AUC {roc_auc_score(y_true, y_score):.2f})"})
+                                        "label": label})
     else:  # RocCurveDisplay refuses one class; the kit says why instead
         axis.plot([0, 1], [0, 1], **chance)
         axis.text(0.5, 0.4, "ROC needs images of both classes", ha="center")
@@ -339,14 +377,19 @@ def plot_roc(y_true: Sequence[int], y_score: Sequence[float], *, title: str | No
     axis.set_aspect("equal")
     axis.set_xlabel("false positive rate (1 - specificity)")
     axis.set_ylabel(f"true positive rate (sensitivity for {positive_name})")
-    axis.legend(loc="lower right")
-    axis.set_title(title or "ROC curve")
+    axis.legend(loc="lower right", fontsize=8)
+    default = f"ROC curve, {set_name} set ({len(y_true)} images)" if set_name else "ROC curve"
+    axis.set_title(title or default)
     return figure
 
 
 @_styled
-def plot_confusion_matrix(matrix: Any, class_names: Sequence[str], *, title: str | None = None):
-    """Counts of true class (rows) against predicted class (columns) (scikit-learn's ConfusionMatrixDisplay)."""
+def plot_confusion_matrix(matrix: Any, class_names: Sequence[str], *, title: str | None = None,
+                          caption: str | None = None):
+    """Counts of true class (rows) against predicted class (columns) (scikit-learn's ConfusionMatrixDisplay).
+
+    ``caption``: text under the matrix, e.g. the accuracy, sensitivity and specificity with their intervals.
+    """
     matrix = np.asarray(matrix, dtype=int)
     figure = _new_figure(4.4, 4.0)
     axis = figure.subplots()
@@ -357,15 +400,55 @@ def plot_confusion_matrix(matrix: Any, class_names: Sequence[str], *, title: str
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
     axis.set_title(title or f"Confusion matrix ({matrix.sum()} images)")
+    if caption:
+        figure.supxlabel(caption, fontsize=8, ha="center")
+    return figure
+
+
+@_styled
+def plot_metric_intervals(rows: Mapping[str, Mapping[str, tuple[float, float, float]]], *,
+                          hollow: Sequence[str] = (), title: str | None = None):
+    """Each metric as a dot with its 95 % interval as a bar, one row per set: how sure can we be?
+
+    ``rows``: set label (e.g. "validation (10 images)") → metric name → (value, low, high), as
+    :meth:`hello_dl.evaluate.Evaluation.intervals` gives them. Rows named in ``hollow`` (e.g. the
+    paper's own numbers) are drawn as hollow diamonds. One panel per metric, all on 0 … 1.
+    """
+    labels = list(rows)
+    metrics = list(dict.fromkeys(name for values in rows.values() for name in values)) or ["accuracy"]
+    figure = _new_figure(2.6 * len(metrics) + 1.6, 0.55 * len(labels) + 1.6)
+    axes = np.atleast_1d(figure.subplots(1, len(metrics), sharey=True))
+    positions = np.arange(len(labels))[::-1]
+    for axis, metric in zip(axes, metrics):
+        for row, (label, y) in enumerate(zip(labels, positions)):
+            if metric not in rows[label]:
+                continue
+            value, low, high = rows[label][metric]
+            colour = SERIES_COLOURS[row % len(SERIES_COLOURS)]
+            style = {"marker": "D", "markerfacecolor": "none", "markersize": 7} if label in hollow else \
+                {"marker": "o", "markersize": 6}
+            axis.plot([low, high], [y, y], "-", color=colour, linewidth=2.5, alpha=0.6, solid_capstyle="butt")
+            axis.plot([value], [y], linestyle="none", color=colour, **style)
+            axis.annotate(f"{value:.0%}" if metric != "AUC" else f"{value:.2f}", (value, y), xytext=(0, 6),
+                          textcoords="offset points", ha="center", fontsize=7)
+        if metric == "AUC":
+            axis.axvline(0.5, color="gray", linestyle=":", linewidth=1)  # a coin toss
+        axis.set_xlim(-0.02, 1.02)
+        axis.set_xlabel(metric if metric != "AUC" else "ROC AUC (0.5 = coin toss)")
+        axis.set_yticks(positions)
+        axis.set_yticklabels(labels)
+        axis.set_ylim(-0.7, len(labels) - 0.3)
+    figure.suptitle(title or "Each number with its 95 % interval (the bar): the fewer the images, the wider")
     return figure
 
 
 @_styled
 def plot_prediction_gallery(predictions: Sequence[Any], *, columns: int = 5, title: str | None = None):
-    """Each image with its predicted class and probability; green if right, red if wrong (when known).
+    """Each image with its predicted class and score; green if right, red if wrong (when the truth is known).
 
-    ``predictions``: objects with ``.image`` (what the model saw), ``.file``, ``.probability``,
-    ``.display_name`` and optionally ``.true_name`` (as :func:`hello_dl.evaluate.predict_paths` returns).
+    ``predictions``: objects with ``.image`` (what the model saw), ``.file``, ``.probability`` (the
+    network's score for class 1), ``.display_name`` and optionally ``.true_name`` (as
+    :func:`hello_dl.evaluate.predict_paths` and ``Evaluation.predictions`` return).
     """
     count = max(1, len(predictions))
     columns = max(1, min(columns, count))
@@ -375,31 +458,171 @@ def plot_prediction_gallery(predictions: Sequence[Any], *, columns: int = 5, tit
     for axis, prediction in zip(axes, predictions):
         true_name = getattr(prediction, "true_name", None)
         colour = None if not true_name else (CORRECT_COLOUR if true_name == prediction.display_name else WRONG_COLOUR)
-        text = f"{prediction.display_name} (p={prediction.probability:.2f})"
+        text = f"{prediction.display_name} (score {prediction.probability:.2f})"
         if true_name:
             text += f"\ntrue: {true_name}"
         _image_axis(axis, np.asarray(prediction.image), f"{_short(Path(prediction.file).name)}\n{text}", colour)
     for axis in axes[len(predictions):]:
         axis.set_visible(False)
-    figure.suptitle(title or "Predictions (p = probability of abdomen)")
+    figure.suptitle(title or "Predictions (score = the network's output for abdomen, 0 to 1)")
     return figure
 
 
 # --- explanations --------------------------------------------------------------------------------------
-@_styled
-def plot_gradcam(results: Sequence[Any], *, title: str | None = None):
-    """Each image above its Grad-CAM overlay (red = regions that drove the prediction most).
+def _stretch(heatmap: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A coarse map stretched (bilinear) over an image of ``height`` x ``width`` pixels."""
+    small = Image.fromarray(np.asarray(heatmap, dtype=np.float32), mode="F")
+    return np.asarray(small.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
 
-    ``results``: objects with ``.image`` (uint8), ``.overlay`` (uint8, same size) and a
-    ``.caption`` (as returned by :func:`hello_dl.explain.grad_cam_files`).
+
+def _colour_bar(figure: Figure, axes: Any, label: str, vmax: float = 1.0, cmap: str = HEAT_COLORMAP) -> None:
+    bar = figure.colorbar(ScalarMappable(Normalize(0.0, vmax), cmap), ax=axes, shrink=0.8, pad=0.02)
+    bar.set_label(label, fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+
+
+@_styled
+def plot_gradcam(results: Sequence[Any], *, title: str | None = None, columns: int = 4):
+    """Each image with its Grad-CAM map on top, on ONE scale for the whole figure, with a colour bar.
+
+    ``results``: objects with ``.image`` (uint8, what the network saw), ``.raw`` (the block-sized
+    map before any scaling; or ``.heatmap`` in 0..1) and ``.caption``, as
+    :func:`hello_dl.explain.grad_cam_files` returns them. 1 on the colour bar is the strongest spot
+    of any image in the figure, so a faint map really is faint. The overlay is see-through where
+    the map is weak, so the radiograph stays readable; the colours are ``inferno`` (colour-blind safe).
     """
     count = max(1, len(results))
-    figure = _new_figure(2.6 * count, 5.4)
-    axes = figure.subplots(2, count, squeeze=False)
-    for column, result in enumerate(results):
-        _image_axis(axes[0, column], result.image, getattr(result, "caption", ""))
-        _image_axis(axes[1, column], result.overlay, "Grad-CAM")
-    figure.suptitle(title or "Where did the network look? (Grad-CAM, last convolutional block)")
+    columns = max(1, min(columns, count))
+    rows = int(np.ceil(count / columns))
+    maps = [np.clip(np.asarray(getattr(r, "raw", None) if getattr(r, "raw", None) is not None else r.heatmap,
+                               dtype=np.float32), 0.0, None) for r in results]
+    scale = max([float(m.max()) for m in maps] + [0.0]) or 1.0
+    figure = _new_figure(2.7 * columns + 0.9, 3.0 * rows)
+    axes = figure.subplots(rows, columns, squeeze=False)
+    cmap = colormaps[HEAT_COLORMAP]
+    for axis, result, heat in zip(axes.ravel(), results, maps):
+        image = np.asarray(result.image)
+        _image_axis(axis, image, getattr(result, "caption", ""), getattr(result, "caption_colour", None))
+        strength = _stretch(heat / scale, image.shape[0], image.shape[1]).clip(0.0, 1.0)
+        overlay = cmap(strength)
+        overlay[..., 3] = 0.6 * strength  # see-through where the network paid little attention
+        axis.imshow(overlay, interpolation="nearest")
+    for axis in axes.ravel()[len(results):]:
+        axis.set_visible(False)
+    _colour_bar(figure, axes, "Grad-CAM strength\n(1 = strongest spot in this figure)")
+    figure.suptitle(title or "Where did the network look? (Grad-CAM, last convolutional block; one scale for all)")
+    return figure
+
+
+@_styled
+def plot_feature_maps(result: Any, *, title: str | None = None):
+    """Feature maps of one radiograph: a row per block (early → middle → late), the image first.
+
+    ``result``: an object with ``.image`` (uint8) and ``.blocks``, each with ``.label`` (e.g.
+    "early block: edges"), ``.maps`` (k x h x w activations), ``.channels`` and ``.size`` (as
+    :func:`hello_dl.explain.feature_maps` returns). Each row has its own scale (0 = no response,
+    1 = the row's strongest), because the blocks' numbers are not comparable; the colour bar says so.
+    """
+    blocks = list(result.blocks)
+    columns = 1 + max([len(block.maps) for block in blocks] + [1])
+    figure = _new_figure(1.7 * columns + 0.9, 1.95 * max(1, len(blocks)))
+    axes = figure.subplots(max(1, len(blocks)), columns, squeeze=False)
+    for row, block in enumerate(blocks):
+        _image_axis(axes[row, 0], np.asarray(result.image), "the radiograph" if row == 0 else "")
+        axes[row, 0].set_ylabel(block.label, fontsize=9)
+        axes[row, 0].yaxis.label.set_visible(True)
+        maps = np.asarray(block.maps, dtype=np.float32)
+        peak = float(maps.max()) if maps.size and maps.max() > 0 else 1.0
+        for column in range(1, columns):
+            axis = axes[row, column]
+            if column - 1 >= len(maps):
+                axis.set_visible(False)
+                continue
+            axis.imshow(maps[column - 1] / peak, cmap=HEAT_COLORMAP, vmin=0.0, vmax=1.0, interpolation="nearest")
+            _bare_axis(axis)
+            size = f"{maps.shape[-1]}x{maps.shape[-2]}"
+            axis.set_title(f"map {int(block.channels[column - 1])} ({size})", fontsize=7)
+    _colour_bar(figure, axes, "response\n(1 = strongest in its row)")
+    figure.suptitle(title or "Feature maps: what the early, middle and late blocks respond to")
+    return figure
+
+
+@_styled
+def plot_stress_test(result: Any, *, title: str | None = None):
+    """Per change that should not matter: how often the answer flipped (with its 95 % interval) and how far the score moved.
+
+    ``result``: an object with ``.changes`` (each with ``.label``, ``.flipped`` — a count/total with
+    ``.interval`` — and ``.shifts``, the per-image |score change|), ``.description`` and optionally
+    ``.max_flip_rate`` (as :func:`hello_dl.stress.stress_test` returns).
+    """
+    changes = list(result.changes)
+    figure = _new_figure(10, 0.42 * max(1, len(changes)) + 1.8)
+    flips_axis, shift_axis = figure.subplots(1, 2, sharey=True)
+    positions = np.arange(len(changes))[::-1]
+    for y, change in zip(positions, changes):
+        flipped = change.flipped
+        rate = flipped.count / flipped.total if flipped.total else 0.0
+        low, high = flipped.interval
+        colour = WRONG_COLOUR if flipped.count else CORRECT_COLOUR
+        flips_axis.barh(y, rate, color=colour, alpha=0.75, height=0.6)
+        flips_axis.plot([low, high], [y, y], "-", color="black", linewidth=1)
+        flips_axis.annotate(f"{flipped.count}/{flipped.total}", (max(rate, high), y), xytext=(4, -3),
+                            textcoords="offset points", fontsize=7)
+        shifts = np.asarray(change.shifts, dtype=float)
+        jitter = np.linspace(-0.18, 0.18, len(shifts)) if len(shifts) > 1 else np.zeros(len(shifts))
+        shift_axis.scatter(shifts, y + jitter, s=14, color=SERIES_COLOURS[0], alpha=0.7, edgecolors="none")
+        if len(shifts):
+            shift_axis.plot([shifts.mean()], [y], "|", color="black", markersize=14, markeredgewidth=2)
+    limit = getattr(result, "max_flip_rate", None)
+    if limit is not None:
+        flips_axis.axvline(limit, color="gray", linestyle=":", linewidth=1.2)
+        flips_axis.annotate(f"{limit:.0%} limit", (limit, 1.0), xycoords=("data", "axes fraction"),
+                            xytext=(3, -10), textcoords="offset points", fontsize=7, color="gray")
+    flips_axis.set_yticks(positions)
+    flips_axis.set_yticklabels([change.label for change in changes], fontsize=8)
+    flips_axis.set_xlim(0, 1.05)
+    flips_axis.set_xlabel("answers that flipped (bar: share; line: 95% interval)")
+    shift_axis.set_xlim(-0.02, 1.02)
+    shift_axis.set_xlabel("how far the score moved (dots: images; bar: mean)")
+    figure.suptitle(title or f"Stress test on {getattr(result, 'description', 'the images')}: changes that "
+                    "should not matter")
+    return figure
+
+
+@_styled
+def plot_threshold(y_true: Sequence[int], y_score: Sequence[float], threshold: float, *,
+                   class_names: Sequence[str] = ("chest", "abdomen"), set_name: str = "validation",
+                   summary: str | None = None, title: str | None = None):
+    """Every image's score on one line per true class, the threshold as a line: what moving it changes.
+
+    Images right of the threshold are called class 1 (``class_names[1]``). ``summary`` (e.g. the
+    sensitivity and specificity at this threshold, with intervals) is written under the picture.
+    """
+    y_true = np.asarray(y_true).astype(int).ravel()
+    y_score = np.asarray(y_score, dtype=float).ravel()
+    figure = _new_figure(7.5, 2.9)
+    axis = figure.subplots()
+    for label, name in enumerate(class_names):
+        chosen = y_true == label
+        scores = y_score[chosen]
+        jitter = np.linspace(-0.12, 0.12, len(scores)) if len(scores) > 1 else np.zeros(len(scores))
+        called_right = (scores >= threshold) == (label == 1)
+        colours = [CORRECT_COLOUR if ok else WRONG_COLOUR for ok in called_right]
+        axis.scatter(scores, label + jitter, s=60, c=colours, edgecolors="black", linewidths=0.5, zorder=3)
+    axis.axvline(threshold, color="black", linewidth=1.5)
+    axis.annotate(f"threshold {threshold:.2f}", (threshold, 1.0), xycoords=("data", "axes fraction"),
+                  xytext=(4, -12), textcoords="offset points", fontsize=8)
+    axis.annotate(f"called {class_names[0]}", (0.01, 0.02), xycoords="axes fraction", fontsize=8, color="gray")
+    axis.annotate(f"called {class_names[1]}", (0.99, 0.02), xycoords="axes fraction", fontsize=8, color="gray",
+                  ha="right")
+    axis.set_yticks(range(len(class_names)))
+    axis.set_yticklabels([f"true {name}" for name in class_names])
+    axis.set_ylim(-0.5, len(class_names) - 0.5)
+    axis.set_xlim(-0.02, 1.02)
+    axis.set_xlabel(f"score (the network's output for {class_names[1]}); green = right, red = wrong")
+    axis.set_title(title or f"{set_name} images and the threshold ({len(y_true)} images)")
+    if summary:
+        figure.supxlabel(summary, fontsize=8)
     return figure
 
 
@@ -482,8 +705,8 @@ def _short(name: str, length: int = 22) -> str:
 
 
 __all__ = [
-    "CLASS_COLOURS", "STYLE", "phase_boundaries", "plot_augmentation_preview", "plot_deep_learning_picture",
-    "plot_confusion_matrix", "plot_gradcam", "plot_image_sizes", "plot_group_comparison", "plot_group_spread",
-    "plot_prediction_gallery", "plot_roc",
-    "plot_sample_grid", "plot_training_curves", "plot_tsne", "save_figure",
+    "CLASS_COLOURS", "HEAT_COLORMAP", "STYLE", "phase_boundaries", "plot_augmentation_preview", "plot_deep_learning_picture",
+    "plot_confusion_matrix", "plot_feature_maps", "plot_gradcam", "plot_image_sizes", "plot_group_comparison",
+    "plot_group_spread", "plot_metric_intervals", "plot_prediction_gallery", "plot_roc", "plot_sample_grid", "plot_stress_test",
+    "plot_threshold", "plot_training_curves", "plot_tsne", "save_figure",
 ]

@@ -253,6 +253,15 @@ def collect_metrics(output_dir: Path, since: float, exclude: Path) -> dict[Path,
     return found
 
 
+def metric_headlines(path: Path) -> list[str]:
+    """The one-line summaries a metrics file carries (each set with its 95 % intervals), if any."""
+    try:
+        headlines = json.loads(path.read_text()).get("headlines", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [str(line) for line in headlines] if isinstance(headlines, list) else []
+
+
 def _relative(path: Path, start: Path) -> str:
     return os.path.relpath(path, start).replace(os.sep, "/")
 
@@ -289,6 +298,11 @@ def write_summary(folder: Path, settings: Settings, results: list[NotebookResult
         for path, numbers in metrics.items():
             lines.append(f"From `{_relative(path, folder)}`:")
             lines.append("")
+            headlines = metric_headlines(path)
+            if headlines:
+                lines += ["Each share with its 95 % interval, each named by its set (training teaches, validation "
+                          "chooses the kept epoch, only TEST reports; the paper's TEST has 2 images):", ""]
+                lines += [f"- {line}" for line in headlines] + ["", "Every number in the file:", ""]
             lines += [f"- {key}: {value:.4g}" for key, value in numbers.items()]
             lines.append("")
     else:
@@ -350,6 +364,6 @@ def run_all(settings: Settings, notebooks_dir: Path | None = None, *, timeout: i
 
 __all__ = [
     "FOLDER_PREFIX", "KERNEL_NAME", "NOTEBOOK_PATTERN", "NotebookResult", "TutorialError", "collect_metrics",
-    "default_notebooks_dir", "kernel_environment", "notebook_paths", "run_all", "run_notebook", "save_figures",
+    "default_notebooks_dir", "kernel_environment", "metric_headlines", "notebook_paths", "run_all", "run_notebook", "save_figures",
     "write_summary",
 ]
