@@ -73,6 +73,40 @@ def test_overlay_is_image_sized_and_blends():
     assert np.array_equal(untouched, image)
 
 
+def test_raw_grad_cam_keeps_its_size_for_one_scale_figures(model_150):
+    raw, probability = explain.grad_cam(model_150, _image(3), raw=True)
+    scaled, again = explain.grad_cam(model_150, _image(3))
+    assert probability == again and raw.max() > 0
+    np.testing.assert_allclose(raw / raw.max(), scaled, rtol=1e-5)
+    assert explain.CAM_COLORMAP == "inferno"  # never jet
+
+
+def test_feature_maps_of_an_early_a_middle_and_a_late_block(model_150):
+    import keras
+
+    image = _image(4)
+    result = explain.feature_maps(model_150, image, per_block=5)
+    assert [b.stage for b in result.blocks] == ["early", "middle", "late"]
+    early, middle, late = result.blocks
+    assert early.layer == [layer.name for layer in model_lib.base_model(model_150).layers
+                           if isinstance(layer, keras.layers.Activation)][2]
+    assert (middle.layer, late.layer) == ("mixed2", "mixed7")
+    # Deeper blocks: smaller maps, more of them.
+    assert early.size[0] > middle.size[0] > late.size[0]
+    assert early.total_channels == 64 and middle.total_channels == 288 and late.total_channels == 768
+    for block in result.blocks:
+        assert block.maps.shape[0] == 5 and len(block.channels) == 5 and (block.maps >= 0).all()  # after ReLU
+        means = block.maps.mean(axis=(1, 2))
+        assert list(means) == sorted(means, reverse=True)  # the most active first
+        assert block.shows in block.label and f"{block.size[0]}x{block.size[1]}" in block.label
+    # The maps are the block's own activations of this image (the model's scaling layer applied first).
+    scaled = keras.ops.convert_to_numpy(model_150.layers[1](image[None]))
+    probe = keras.Model(model_lib.base_model(model_150).inputs, model_lib.base_model(model_150).get_layer("mixed2").output)
+    expected = np.asarray(probe.predict_on_batch(scaled))[0][..., middle.channels[0]]
+    np.testing.assert_allclose(middle.maps[0], expected, rtol=1e-4, atol=1e-5)
+    assert "mixed7" in result.format()
+
+
 # --- on the shared trained run ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def trained(smoke_run):
@@ -87,7 +121,18 @@ def test_grad_cam_files_for_test_images(smoke_run, trained):
     for result in results:
         assert result.image.shape == (75, 75, 3) and result.overlay.shape == (75, 75, 3)
         assert result.heatmap.shape == (1, 1) and 0.0 <= result.heatmap.min() <= result.heatmap.max() <= 1.0
+        assert result.raw is not None and result.raw.shape == (1, 1)
         assert result.predicted_name in settings.class_names and result.predicted_name in result.caption
+    # The TEST files' names give the truth, shown beside the answer.
+    assert [r.true_name for r in results] == ["abdomen", "chest"]
+    assert all(f"true: {r.true_name}" in r.caption for r in results)
+
+
+@pytest.mark.slow
+def test_feature_maps_of_a_file(smoke_run, trained):
+    result = explain.feature_maps_file(smoke_run.settings.data_dir / "TEST" / "chest2.png", trained, per_block=4)
+    assert result.file.name == "chest2.png" and result.image.shape == (75, 75, 3)
+    assert [len(b.channels) for b in result.blocks] == [4, 4, 4]
 
 
 @pytest.mark.slow

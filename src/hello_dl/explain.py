@@ -3,6 +3,9 @@
 * :func:`grad_cam` — which regions of a radiograph drove a prediction: gradients of the
   prediction with respect to InceptionV3's last convolutional block (``mixed10``), averaged per
   channel, weigh that block's feature maps (Selvaraju et al., Grad-CAM, 2017).
+* :func:`feature_maps` — what the network computes from one radiograph at an early, a middle and a
+  late block (the RadioGraphics primer, Chartrand et al. 2017): early maps answer to edges and fine
+  lines, middle ones to textures, late ones to larger parts of the picture.
 * :func:`tsne_features` — a 2-D t-SNE map of the penultimate layer (the Dense 256 "features"):
   if the network learned the task, the two classes form two clusters (the RadioGraphics primer's
   figure 13).
@@ -52,13 +55,20 @@ def _cam_parts(model: "keras.Model", layer_name: str):
                          f"{model_module.LAST_CONV_BLOCK!r}).") from None
     inner = keras.Model(base.inputs, [block.output, base.output])
     layers = list(model.layers)
-    before = [layer for layer in layers[:layers.index(base)] if not isinstance(layer, keras.layers.InputLayer)]
-    return before, inner, layers[layers.index(base) + 1:]
+    return _before_base(model, base), inner, layers[layers.index(base) + 1:]
+
+
+def _before_base(model: "keras.Model", base: "keras.Model") -> list:
+    """The layers between the model's input and its InceptionV3 base: its own pixel scaling (0-255 → [-1, 1])."""
+    import keras  # here, not at the top: TensorFlow takes seconds to load
+
+    layers = list(model.layers)
+    return [layer for layer in layers[:layers.index(base)] if not isinstance(layer, keras.layers.InputLayer)]
 
 
 def grad_cam(model: "keras.Model", image: np.ndarray, *, layer_name: str = model_module.LAST_CONV_BLOCK,
-             target_class: int | None = None, parts: Any = None) -> tuple[np.ndarray, float]:
-    """Grad-CAM heatmap of one image, scaled to [0, 1], and the model's probability of class 1.
+             target_class: int | None = None, parts: Any = None, raw: bool = False) -> tuple[np.ndarray, float]:
+    """Grad-CAM heatmap of one image, scaled to [0, 1] (``raw=True``: unscaled), and the model's score for class 1.
 
     ``image`` is a model input: ``(size, size, 3)``, 0-255 (e.g. from
     :func:`hello_dl.pipeline.load_for_model`). The heatmap has the block's own resolution
@@ -89,9 +99,13 @@ def grad_cam(model: "keras.Model", image: np.ndarray, *, layer_name: str = model
         gradients = -gradients
     channel_weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
     cam = tf.nn.relu(tf.reduce_sum(block_output * channel_weights, axis=-1))[0].numpy()
+    return (cam.astype(np.float32) if raw else _unit(cam)), probability
+
+
+def _unit(cam: np.ndarray) -> np.ndarray:
+    """A map scaled to its own peak (0..1); all zeros stay zeros."""
     peak = float(cam.max())
-    heatmap = cam / peak if peak > 0 else np.zeros_like(cam)
-    return heatmap.astype(np.float32), probability
+    return (cam / peak if peak > 0 else np.zeros_like(cam)).astype(np.float32)
 
 
 def resize_heatmap(heatmap: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -102,8 +116,12 @@ def resize_heatmap(heatmap: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.clip(resized.numpy()[..., 0], 0.0, 1.0)
 
 
+#: Grad-CAM colours: perceptually uniform and colour-blind safe (the figures' own, see hello_dl.plots).
+CAM_COLORMAP = "inferno"
+
+
 def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.4,
-                    colormap: str = "jet") -> np.ndarray:
+                    colormap: str = CAM_COLORMAP) -> np.ndarray:
     """The image (uint8 RGB) with the heatmap in colour on top, same size as the image."""
     image = np.asarray(image)
     full = resize_heatmap(heatmap, image.shape[0], image.shape[1])
@@ -116,31 +134,142 @@ def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.
 class GradCamResult:
     file: Path | None
     image: np.ndarray  # uint8, as the network sees it (resized)
-    heatmap: np.ndarray  # [0, 1], the block's resolution
+    heatmap: np.ndarray  # [0, 1], the block's resolution, scaled to this image's own peak
     overlay: np.ndarray  # uint8, same size as image
-    probability: float  # of class 1
+    probability: float  # the score for class 1 (not a calibrated probability)
     predicted_name: str
+    raw: np.ndarray | None = None  # the map before scaling: figures put several images on one scale
+    true_name: str | None = None  # from the class folder or the file name, when known
 
     @property
     def caption(self) -> str:
         name = f"{Path(self.file).name[:22]}\n" if self.file else ""
-        return f"{name}{self.predicted_name} (p={self.probability:.2f})"
+        truth = f"\ntrue: {self.true_name}" if self.true_name else ""
+        return f"{name}{self.predicted_name} (score {self.probability:.2f}){truth}"
+
+    @property
+    def caption_colour(self) -> str | None:
+        """Green when the prediction matches the known truth, vermillion when not (None if unknown)."""
+        if not self.true_name:
+            return None
+        return "#009E73" if self.true_name == self.predicted_name else "#D55E00"
 
 
 def grad_cam_files(paths: Iterable[str | Path], run: runs.Run, *,
                    layer_name: str = model_module.LAST_CONV_BLOCK) -> list[GradCamResult]:
-    """Grad-CAM for image files or folders with a run's best model and settings."""
+    """Grad-CAM for image files or folders with a run's best model and settings.
+
+    Each result knows its true class when the file's class folder or its name says it (the paper's
+    TEST files are named ``chest2.png`` and ``abd2.png``), so a figure can show it beside the answer.
+    """
     model, settings = run.model, run.settings
     files = evaluate.find_images(paths)
     parts = _cam_parts(model, layer_name)
     results = []
     for file in files:
         image = np.asarray(pipeline.load_for_model(file, settings))
-        heatmap, probability = grad_cam(model, image, layer_name=layer_name, parts=parts)
+        cam, probability = grad_cam(model, image, layer_name=layer_name, parts=parts, raw=True)
+        heatmap = _unit(cam)
         label = int(evaluate.classify([probability], settings)[0])
+        truth = _true_class(Path(file), settings)
         results.append(GradCamResult(Path(file), image, heatmap, heatmap_overlay(image, heatmap), probability,
-                                     settings.class_names[label]))
+                                     settings.class_names[label], raw=cam,
+                                     true_name=None if truth is None else settings.class_names[truth]))
     return results
+
+
+def _true_class(file: Path, settings: Settings) -> int | None:
+    """The class of a file from its class folder (e.g. ``VAL/openI_CXR/``), else from its name, else None."""
+    folder = file.parent.name
+    if folder in settings.class_folders:
+        return settings.class_folders.index(folder)
+    return evaluate.label_from_name(file, settings)
+
+
+# --- feature maps -------------------------------------------------------------------------------------
+#: The three blocks the lesson looks into: (stage, how the layer is found, what its maps tend to show).
+#: The early layer is found by position (the third activation: InceptionV3's layer names carry a
+#: counter that depends on what else was built before), the later ones by their fixed names.
+FEATURE_BLOCKS = (
+    ("early", 3, "edges and fine lines"),
+    ("middle", "mixed2", "textures and simple shapes"),
+    ("late", "mixed7", "larger parts of the picture"),
+)
+
+
+@dataclass
+class BlockMaps:
+    stage: str  # early / middle / late
+    layer: str  # the InceptionV3 layer's name
+    shows: str  # what its maps tend to respond to, in plain words
+    maps: np.ndarray  # (k, h, w): the k most active feature maps of this image, strongest first
+    channels: list[int]  # which of the block's feature maps these are
+    total_channels: int
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.maps.shape[-1]), int(self.maps.shape[-2])
+
+    @property
+    def label(self) -> str:
+        return f"{self.stage} block\n{self.size[0]}x{self.size[1]} x {self.total_channels}\n({self.shows})"
+
+
+@dataclass
+class FeatureMapResult:
+    file: Path | None
+    image: np.ndarray  # uint8, as the network sees it
+    blocks: list[BlockMaps]
+
+    def format(self) -> str:
+        name = Path(self.file).name if self.file else "the image"
+        lines = [f"Feature maps of {name} ({self.image.shape[1]}x{self.image.shape[0]} pixels in):"]
+        lines += [f"  {b.stage:<6} block {b.layer:<12} {b.size[0]:>3}x{b.size[1]:<3} pixels, {b.total_channels:>4} "
+                  f"maps ({b.shows}); shown: the {len(b.channels)} most active" for b in self.blocks]
+        return "\n".join(lines)
+
+
+def _feature_layers(model: "keras.Model") -> list[tuple[str, Any, str]]:
+    import keras  # here, not at the top: TensorFlow takes seconds to load
+
+    base = model_module.base_model(model)
+    activations = [layer for layer in base.layers if isinstance(layer, keras.layers.Activation)]
+    found = []
+    for stage, where, shows in FEATURE_BLOCKS:
+        layer = activations[where - 1] if isinstance(where, int) else base.get_layer(where)
+        found.append((stage, layer, shows))
+    return found
+
+
+def feature_maps(model: "keras.Model", image: np.ndarray, *, per_block: int = 6,
+                 file: str | Path | None = None) -> FeatureMapResult:
+    """The ``per_block`` most active feature maps of an early, a middle and a late block for one image.
+
+    ``image`` is a model input (``(size, size, 3)``, 0-255). Maps are the block's activations
+    (after its ReLU, so 0 = no response), picked by their mean response to this image.
+    """
+    import keras  # here, not at the top: TensorFlow takes seconds to load
+
+    base = model_module.base_model(model)
+    chosen = _feature_layers(model)
+    extractor = keras.Model(base.inputs, [layer.output for _, layer, _ in chosen])
+    batch = np.asarray(image, dtype=np.float32)[None]
+    for layer in _before_base(model, base):
+        batch = keras.ops.convert_to_numpy(layer(batch))
+    outputs = extractor.predict_on_batch(batch)
+    blocks = []
+    for (stage, layer, shows), output in zip(chosen, outputs):
+        maps = np.moveaxis(np.asarray(output)[0], -1, 0)  # (channels, h, w)
+        order = np.argsort(-maps.mean(axis=(1, 2)), kind="stable")[:per_block]
+        blocks.append(BlockMaps(stage, layer.name, shows, maps[order], [int(c) for c in order], int(maps.shape[0])))
+    return FeatureMapResult(None if file is None else Path(file), np.asarray(image), blocks)
+
+
+def feature_maps_file(path: str | Path, run: runs.Run, *, per_block: int = 6) -> FeatureMapResult:
+    """:func:`feature_maps` for one image file, with a run's best model and its own image size."""
+    file = evaluate.find_images([path])[0]  # a folder: its first image
+    image = np.asarray(pipeline.load_for_model(file, run.settings))
+    return feature_maps(run.model, image, per_block=per_block, file=file)
 
 
 # --- t-SNE --------------------------------------------------------------------------------------------
@@ -265,7 +394,8 @@ def shortcut_check(settings: Settings, cnn_accuracy: float | None = None, *, fol
 
 
 __all__ = [
-    "GradCamResult", "SHORTCUT_WARNING_ACCURACY", "ShortcutResult", "TsneResult", "grad_cam", "grad_cam_files",
+    "BlockMaps", "CAM_COLORMAP", "FEATURE_BLOCKS", "FeatureMapResult", "GradCamResult", "SHORTCUT_WARNING_ACCURACY",
+    "ShortcutResult", "TsneResult", "feature_maps", "feature_maps_file", "grad_cam", "grad_cam_files",
     "heatmap_overlay", "image_size_features", "penultimate_features", "resize_heatmap", "shortcut_check",
     "tsne_features",
 ]
