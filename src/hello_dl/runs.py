@@ -219,6 +219,7 @@ HISTORY_CSV = "history.csv"
 METRICS = "metrics.json"
 SETTINGS = "settings.json"
 EVALUATION = "evaluation.json"
+MODEL_CARD = "model_card.md"
 FIGURES = "figures"
 #: Written last, when everything else of the run is complete: only such runs count as finished.
 FINISHED = "FINISHED"
@@ -506,7 +507,7 @@ class Run:
 
 __all__ = [
     "BEST_MODEL", "CALLERS_KNOBS", "EVALUATION", "FIGURES", "FINISHED", "HISTORY_CSV", "HISTORY_JSON", "METRICS",
-    "MissingStepError", "PIXEL_SCALING_LAYER", "Run", "SETTINGS", "StorageError", "create", "has_history",
+    "MODEL_CARD", "MissingStepError", "PIXEL_SCALING_LAYER", "Run", "SETTINGS", "StorageError", "create", "has_history",
     "is_finished", "json_text", "latest", "list_runs", "load_history", "load_model", "mark_finished", "open_run",
     "pixel_scaling_layer", "publish_folder", "run_settings", "save_model", "staging_folder", "storage_error",
     "takes_plain_pixels", "with_pixel_scaling", "write_atomic", "write_json",

@@ -13,9 +13,10 @@ Every run writes into a new folder of its own under ``settings.output_dir``::
         history.csv          Keras' CSVLogger: one row per epoch (with a phase column)
         history.json         the same, rewritten after every epoch (plots work mid-run)
         best_model.keras     the epoch with the lowest validation loss (ModelCheckpoint)
-        metrics.json         validation loss, accuracy and AUC of the best model, timings
-        evaluation.json      accuracy, AUC, confusion matrix, report (hello_dl.evaluate)
-        figures/             training curves, ROC, confusion matrix, predictions
+        metrics.json         every set's accuracy, sensitivity, specificity, AUC with 95 % intervals, timings
+        evaluation*.json     per set: the same, confusion matrix, predictions (hello_dl.evaluate)
+        model_card.md        one page: intended use, data, recipe, results with intervals (hello_dl.modelcard)
+        figures/             training curves, ROC, confusion matrix, predictions, intervals
         FINISHED             written last: only then is the run "finished" (hello_dl.runs)
 
 The folder and its file names belong to :mod:`hello_dl.runs`. Nothing of an earlier run is ever
@@ -44,10 +45,11 @@ from typing import Any, Sequence
 import keras  # at the top here: the callbacks below are Keras classes
 
 from hello_dl import dataset as dataset_module
-from hello_dl import environment, evaluate, feature_cache, pipeline, plots, runs
+from hello_dl import environment, evaluate, feature_cache, modelcard, pipeline, plots, runs
 from hello_dl import model as model_module
 from hello_dl import weights as weights_module
 from hello_dl.errors import HelloDLError
+from hello_dl.explain import shortcut_check
 from hello_dl.settings import Settings
 
 PHASE_NAMES = {1: "warm-up (base frozen, new head learns)", 2: "fine-tuning (base unfrozen)"}
@@ -238,6 +240,7 @@ class TrainResult:
                  f"Best model: epoch {m['best_epoch']} of {m['epochs_run']} "
                  f"(validation loss {m['val_loss']:.3f}, accuracy {m['val_accuracy']:.0%}, "
                  f"AUC {_maybe(m['val_auc'])})",
+                 *m.get("headlines", []),
                  f"Training time: {m['timings']['total_seconds']:.0f} s"]
         return "\n".join(lines + list(m.get("warnings", [])))
 
@@ -347,7 +350,16 @@ def _train_in(run_dir: Path, network, data, settings: Settings, verbose: int, ca
         "images_shared_between_splits": len(getattr(data, "leaks", [])),
         "warnings": [leak_warning] if leak_warning else [],
     }
+    # Every set with its 95 % intervals (training and TEST as well as validation), then the card.
+    evaluations = evaluate.evaluate_sets(best, settings, known={"val": evaluation}, datasets=data)
+    for split, other in evaluations.items():
+        if split != "val":
+            evaluate.save_evaluation(other, run_dir)
+    evaluate.plot_sets(evaluations, save_path=run_dir / runs.FIGURES / evaluate.INTERVALS_FIGURE)
+    metrics.update(evaluate.sets_metrics(evaluations))
     runs.write_json(run_dir / runs.METRICS, metrics)
+    modelcard.write_model_card(run_dir, settings, metrics, evaluations, dataset_module.summarize(settings),
+                               shortcut=shortcut_check(settings))
     runs.mark_finished(run_dir)
     return TrainResult(run_dir=run_dir, history=history, metrics=metrics, model=best)
 
