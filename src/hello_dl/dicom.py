@@ -19,8 +19,9 @@ PNGs, previews and :func:`hello_dl.images.load_image` use).
 Compressed files need a decoder: pydicom decodes JPEG baseline, JPEG 2000 (through Pillow) and
 RLE itself; JPEG-LS and lossless JPEG need an extra package. :func:`read_dicom` says which one.
 
-:func:`convert_folder` (DICOM → PNG) and :func:`image_to_dicom` (a demo DICOM made from a PNG) write
-with :func:`hello_dl.runs.write_atomic` and never replace a file that is already there.
+:func:`convert_folder` (DICOM → PNG), :func:`image_to_dicom` (a demo DICOM made from a PNG) and
+:func:`ct_phantom` (a synthetic chest CT slice for the windowing lesson) write with
+:func:`hello_dl.runs.write_atomic` and never replace a file that is already there.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut, get_decoder
-from pydicom.uid import ComputedRadiographyImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import CTImageStorage, ComputedRadiographyImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from hello_dl.errors import DataError, unreadable_file
 from hello_dl.filetypes import DICOM_SUFFIXES, is_dicom_file, is_junk
@@ -396,23 +397,31 @@ def image_to_dicom(image: str | Path, destination: str | Path, *, photometric: s
     stored = np.rint(picture_grey(image) * (4095.0 / 255.0)).astype(np.uint16)
     if photometric == "MONOCHROME1":
         stored = (4095 - stored).astype(np.uint16)
+    return _write_demo(destination, stored, photometric=photometric, sop_class=ComputedRadiographyImageStorage,
+                       modality="CR", description=f"Demo made by hello-dl from {image.name}",
+                       rescale=(1, 0), window=(2048, 4096))
+
+
+def _write_demo(destination: Path, stored: np.ndarray, *, photometric: str, sop_class: str, modality: str,
+                description: str, rescale: tuple[float, float], window: tuple[float, float]) -> Path:
+    """A 12-bit demo DICOM file holding ``stored``, without patient data, written once and atomically."""
     # UIDs derived from the picture itself, so a rerun writes an identical file.
     fingerprint = hashlib.sha256(stored.tobytes()).hexdigest()
 
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = ComputedRadiographyImageStorage
+    ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = generate_uid(entropy_srcs=[fingerprint, "instance"])
     ds.StudyInstanceUID = generate_uid(entropy_srcs=[fingerprint, "study"])
     ds.SeriesInstanceUID = generate_uid(entropy_srcs=[fingerprint, "series"])
     ds.PatientName = "Demo^Tutorial"
     ds.PatientID = "DEMO"
-    ds.Modality = "CR"
-    ds.SeriesDescription = f"Demo made by hello-dl from {image.name}"
+    ds.Modality = modality
+    ds.SeriesDescription = description
     ds.set_pixel_data(stored, photometric, 12, generate_instance_uid=False)  # rows, bits, pixel data
-    ds.RescaleSlope, ds.RescaleIntercept = 1, 0
-    ds.WindowCenter, ds.WindowWidth = 2048, 4096
+    ds.RescaleSlope, ds.RescaleIntercept = rescale
+    ds.WindowCenter, ds.WindowWidth = window
 
     encoded = io.BytesIO()
     ds.save_as(encoded, enforce_file_format=True)
@@ -423,5 +432,82 @@ def image_to_dicom(image: str | Path, destination: str | Path, *, photometric: s
     return destination
 
 
-__all__ = ["Converted", "DicomImage", "convert_folder", "image_to_dicom", "picture_grey", "read_dicom", "unit_range",
-           "unit_to_uint8", "window_to_unit"]
+#: Hounsfield units of the phantom's tissues (typical textbook values).
+PHANTOM_HU = {"air": -1000, "emphysema": -980, "lung": -850, "ground glass": -650, "small vessel": -450,
+              "fat": -100, "soft tissue": 40, "muscle": 50, "blood vessel": 40, "nodule": 30, "bone": 700,
+              "cortical bone": 1200}
+
+
+def _ellipse(shape: tuple[int, int], centre: tuple[float, float], radii: tuple[float, float]) -> np.ndarray:
+    rows, cols = np.ogrid[:shape[0], :shape[1]]
+    return ((rows - centre[0]) / radii[0]) ** 2 + ((cols - centre[1]) / radii[1]) ** 2 <= 1.0
+
+
+def _vessel(shape: tuple[int, int], start: np.ndarray, angle: float, bend: float, length: float,
+            width: float) -> np.ndarray:
+    """A gently curving, tapering tube (as a mask) from ``start``, heading ``angle`` (radians)."""
+    rows, cols = np.ogrid[:shape[0], :shape[1]]
+    mask = np.zeros(shape, dtype=bool)
+    point = start.astype(float)
+    for step in np.linspace(0.0, 1.0, 48):
+        heading = angle + bend * step
+        point = point + (length / 48) * np.array([np.sin(heading), np.cos(heading)])
+        radius = max(0.6, width * (1.0 - 0.75 * step))
+        mask |= (rows - point[0]) ** 2 + (cols - point[1]) ** 2 <= radius ** 2
+    return mask
+
+
+def phantom_hounsfield(size: int = 256, seed: int = 0) -> np.ndarray:
+    """A synthetic axial chest CT slice in Hounsfield units: lungs, mediastinum, chest wall and spine.
+
+    Made up, not a patient. It holds what windowing is about: inside the lungs, detail between
+    -1000 and -400 HU (fine vessels, a patch of ground glass, an emphysematous bulla) that only a
+    lung window shows, and outside them fat, muscle, heart and bone that only a soft-tissue window
+    tells apart; a small soft-tissue nodule sits in the right lung; a little noise (seeded).
+    """
+    hu, shape, c = PHANTOM_HU, (size, size), size / 256.0
+    image = np.full(shape, float(hu["air"]))
+    image[_ellipse(shape, (128 * c, 128 * c), (92 * c, 118 * c))] = hu["fat"]  # subcutaneous fat
+    image[_ellipse(shape, (128 * c, 128 * c), (84 * c, 110 * c))] = hu["muscle"]  # chest wall
+    image[_ellipse(shape, (130 * c, 128 * c), (72 * c, 98 * c))] = hu["fat"]  # fat inside the chest wall
+    lungs = np.zeros(shape, dtype=bool)
+    for side in (-1, 1):  # image left = patient right
+        lungs |= _ellipse(shape, (124 * c, (128 + side * 46) * c), (60 * c, 38 * c))
+    image[lungs] = hu["lung"]
+    image[lungs & _ellipse(shape, (150 * c, 176 * c), (22 * c, 16 * c))] = hu["ground glass"]
+    image[lungs & _ellipse(shape, (84 * c, 72 * c), (10 * c, 12 * c))] = hu["emphysema"]
+    generator = np.random.default_rng(seed)
+    for side in (-1, 1):  # vessels fan out from each hilum: large ones near it, fine ones at the edge
+        hilum = np.array([128 * c, (128 + side * 24) * c])
+        for angle in np.linspace(-1.1, 1.1, 6):
+            heading = (0.0 if side > 0 else np.pi) + side * angle
+            bend = side * generator.uniform(-0.5, 0.5)
+            image[lungs & _vessel(shape, hilum, heading, bend, 55 * c, 2.4 * c)] = hu["blood vessel"]
+            twig = hilum + 30 * c * np.array([np.sin(heading), np.cos(heading)])
+            image[lungs & _vessel(shape, twig, heading + side * 0.6, -bend, 26 * c, 1.0 * c)] = hu["small vessel"]
+    image[_ellipse(shape, (96 * c, 170 * c), (4 * c, 4 * c))] = hu["nodule"]
+    image[_ellipse(shape, (132 * c, 122 * c), (30 * c, 26 * c))] = hu["soft tissue"]  # heart
+    image[_ellipse(shape, (100 * c, 140 * c), (10 * c, 10 * c))] = hu["blood vessel"]  # aorta
+    image[_ellipse(shape, (186 * c, 128 * c), (16 * c, 16 * c))] = hu["cortical bone"]  # vertebral body
+    image[_ellipse(shape, (186 * c, 128 * c), (13 * c, 13 * c))] = hu["bone"]
+    return np.rint(image + generator.normal(0.0, 12.0, shape)).clip(-1024, 3071)
+
+
+def ct_phantom(destination: str | Path, *, size: int = 256) -> Path:
+    """Write :func:`phantom_hounsfield` as a CT DICOM file (12-bit, rescale intercept -1024), once.
+
+    The stored numbers are Hounsfield units + 1024, as most CT scanners store them; reading the
+    file through the modality LUT (slope 1, intercept -1024) gives the Hounsfield units back. The
+    header's own window is the soft-tissue one (centre 40, width 400).
+    """
+    destination = Path(destination)
+    if destination.exists():
+        return destination
+    stored = (phantom_hounsfield(size) + 1024).astype(np.uint16)
+    return _write_demo(destination, stored, photometric="MONOCHROME2", sop_class=CTImageStorage, modality="CT",
+                       description="Synthetic chest CT slice made by hello-dl (no patient)", rescale=(1, -1024),
+                       window=(40, 400))
+
+
+__all__ = ["Converted", "DicomImage", "PHANTOM_HU", "convert_folder", "ct_phantom", "image_to_dicom", "phantom_hounsfield",
+           "picture_grey", "read_dicom", "unit_range", "unit_to_uint8", "window_to_unit"]
