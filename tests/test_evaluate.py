@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hello_dl import evaluate, runs
+from hello_dl import evaluate, plots, runs
 from hello_dl.errors import DataError
 
 pytestmark = pytest.mark.slow  # every test here uses the shared trained run
@@ -215,3 +215,14 @@ def test_ppv_at_a_realistic_prevalence(plain_settings):
     assert rare["ppv_pessimistic"] < 0.1 < half["ppv_pessimistic"]
     text = table.format()
     assert "2.0%" in text and "false alarms" in text
+
+
+def test_the_papers_numbers_are_points_beside_the_curves():
+    points = evaluate.paper_points()
+    assert sorted(points.values()) == [(5, 0.89), (5, 1.0)]
+    assert all(name.startswith("the paper, epoch 5: ") for name in points)
+    assert any("training 89%" in name for name in points) and any("validation 100%" in name for name in points)
+    figure = plots.plot_training_curves({"loss": [0.7, 0.5], "accuracy": [0.5, 0.8], "val_loss": [0.6, 0.4],
+                                         "val_accuracy": [0.6, 0.9]}, reference_points=points)
+    labels = figure.axes[1].get_legend_handles_labels()[1]
+    assert set(points) <= set(labels)

@@ -58,6 +58,13 @@ SET_ROLES = {
 PAPER_RESULT = {"epochs": 5, "train_accuracy": 0.89, "train_images": 65, "val_accuracy": 1.0, "val_images": 10}
 
 
+def paper_points() -> dict[str, tuple[float, float]]:
+    """The paper's accuracies as (epoch, accuracy) points, to draw beside a learner's training curves."""
+    epoch = PAPER_RESULT["epochs"]
+    return {f"the paper, epoch {epoch}: {set_name(split)} {PAPER_RESULT[f'{split}_accuracy']:.0%}":
+            (epoch, PAPER_RESULT[f"{split}_accuracy"]) for split in ("train", "val")}
+
+
 def set_name(split: str) -> str:
     """"training", "validation" or "TEST" for a split key (anything else is returned as it is)."""
     return SET_NAMES.get(split, split)
@@ -615,6 +622,6 @@ def evaluate_run(run: runs.Run) -> dict[str, Any]:
 __all__ = [
     "INTERVALS_FIGURE", "PAPER_RESULT", "SET_NAMES", "SET_ROLES", "BrokenModelError", "Evaluation", "Prediction",
     "PredictiveValues", "check_finite", "classify", "evaluate_model", "evaluate_run", "evaluate_sets", "find_images",
-    "has_labelled_test_set", "interval_rows", "label_from_name", "plot_sets", "predict_files", "predict_paths",
+    "has_labelled_test_set", "interval_rows", "label_from_name", "paper_points", "plot_sets", "predict_files", "predict_paths",
     "predictive_values", "save_evaluation", "score", "set_name", "sets_metrics",
 ]
