@@ -25,7 +25,6 @@ from typing import Any, Mapping
 
 from hello_dl import __version__, runs
 from hello_dl.dataset import DatasetSummary
-from hello_dl.errors import DataError
 from hello_dl.settings import DEFAULT_DATA_URL, Settings
 from hello_dl.stats import SMALL_SET_SENTENCE
 
@@ -193,11 +192,15 @@ class ModelCard:
 
 
 def show(run: runs.Run) -> ModelCard:
-    """The model card of a run, to show at the end of a lesson (a run from before cards existed says so)."""
+    """The model card of a run, to show at the end of a lesson.
+
+    A run from before the kit wrote cards gets a card that says so (and how to get a real one), so
+    the lesson goes on.
+    """
     path = Path(run.folder) / MODEL_CARD
     if not path.is_file():
-        raise DataError(f"The run in {run.folder} has no {MODEL_CARD} (it was trained before the kit wrote model "
-                        "cards). Train again in notebook 04 to get one.")
+        return ModelCard(path, f"# Model card: {Path(run.folder).name}\n\nThis run has no {MODEL_CARD}: it was "
+                               "trained before the kit wrote model cards. Train again in notebook 04 to get one.\n")
     return ModelCard(path, path.read_text(encoding="utf-8"))
 
 
