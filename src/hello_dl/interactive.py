@@ -105,17 +105,19 @@ class PaddingComparison:
 
 
 def earlier_padded_run(run: runs.Run) -> runs.Run | None:
-    """The newest finished run like ``run`` (same profile, image size and group) but padded, if one exists."""
+    """The newest finished padded run of the same recipe (profile and image size), if one exists.
+
+    One of the same experiment group is preferred; any group will do (e.g. the instructor's own
+    padded run, made the night before without a seat).
+    """
     mine = run.settings
+    candidates = []
     for folder in reversed(runs.list_runs(mine)):
-        if Path(folder) == Path(run.folder):
-            continue
         theirs = runs.run_settings(folder, mine)
-        if theirs.keep_aspect_ratio and not mine.keep_aspect_ratio and (theirs.profile, theirs.image_size,
-                                                                         theirs.experiment_group) == (
-                mine.profile, mine.image_size, mine.experiment_group):
-            return runs.open_run(folder, mine)
-    return None
+        if Path(folder) != Path(run.folder) and theirs.keep_aspect_ratio and \
+                (theirs.profile, theirs.image_size) == (mine.profile, mine.image_size):
+            candidates.append((theirs.experiment_group != mine.experiment_group, folder))
+    return runs.open_run(min(candidates, key=lambda pair: pair[0])[1], mine) if candidates else None
 
 
 def padding_experiment(run: runs.Run, retrain: bool = False, *, verbose: int = 1) -> PaddingComparison:
