@@ -41,6 +41,9 @@ def test_predict_one_file_a_list_and_a_folder(smoke_run, fetched_dataset, run):
         assert prediction.display_name == settings.class_names[prediction.predicted_class]
         assert prediction.image.shape == (75, 75, 3) and prediction.image.dtype == np.uint8  # what the model saw
         assert str(prediction) == f"{prediction.file}\t{prediction.probability:.4f}\t{prediction.display_name}"
+    # The true class, where a file's folder or name gives it, is shown beside the answer.
+    assert {p.file.name: p.true_name for p in folder} == {"abd2.png": "abdomen", "chest2.png": "chest"}
+    assert folder[0].correct == (folder[0].predicted_class == folder[0].true_class)
     by_name = {p.file.name: p.probability for p in folder}
     # One image alone or in a batch of two: oneDNN sums in another order, so allow float32 rounding.
     assert by_name["abd2.png"] == pytest.approx(one[0].probability, abs=1e-5)
@@ -173,6 +176,14 @@ def plain_settings():
 ])
 def test_labels_from_file_names(plain_settings, name, label):
     assert evaluate.label_from_name(Path("TEST") / name, plain_settings) == label
+    assert evaluate.true_class(Path("TEST") / name, plain_settings) == label
+
+
+def test_a_class_folder_beats_the_file_name(plain_settings):
+    chest_folder, abdomen_folder = plain_settings.class_folders
+    assert evaluate.true_class(Path("VAL") / abdomen_folder / "chest_like_name.png", plain_settings) == 1
+    assert evaluate.true_class(Path("VAL") / chest_folder / "x.png", plain_settings) == 0
+    assert evaluate.true_class(Path("elsewhere") / "x.png", plain_settings) is None
 
 
 def test_every_share_carries_its_wilson_interval_and_the_auc_a_seeded_one(plain_settings):

@@ -149,6 +149,14 @@ def label_from_name(path: str | Path, settings: Settings) -> int | None:
     return matches.pop() if len(matches) == 1 else None
 
 
+def true_class(file: str | Path, settings: Settings) -> int | None:
+    """The class of a file from its class folder (e.g. ``VAL/openI_CXR/``), else from its name, else None."""
+    folder = Path(file).parent.name
+    if folder in settings.class_folders:
+        return settings.class_folders.index(folder)
+    return label_from_name(file, settings)
+
+
 def find_images(paths: Iterable[str | Path]) -> list[Path]:
     """Files as given, folders expanded to the images inside them (recursively, sorted)."""
     found: list[Path] = []
@@ -184,8 +192,10 @@ def predict_files(model: "keras.Model", paths: Iterable[str | Path], settings: S
     images = pipeline.load_images(files, settings)
     probabilities = check_finite(_predict(model, images, settings.batch_size), files, where)
     classes = classify(probabilities, settings)
-    return [Prediction(file, float(p), int(c), settings.class_names[int(c)], image=image)
-            for file, p, c, image in zip(files, probabilities, classes, images)]
+    truths = [true_class(file, settings) for file in files]  # shown beside the answer when a folder or name says it
+    return [Prediction(file, float(p), int(c), settings.class_names[int(c)], true_class=truth,
+                       true_name=None if truth is None else settings.class_names[truth], image=image)
+            for file, p, c, truth, image in zip(files, probabilities, classes, truths, images)]
 
 
 def _check_input_size(model: "keras.Model", settings: Settings) -> None:
@@ -623,5 +633,5 @@ __all__ = [
     "INTERVALS_FIGURE", "PAPER_RESULT", "SET_NAMES", "SET_ROLES", "BrokenModelError", "Evaluation", "Prediction",
     "PredictiveValues", "check_finite", "classify", "evaluate_model", "evaluate_run", "evaluate_sets", "find_images",
     "has_labelled_test_set", "interval_rows", "label_from_name", "paper_points", "plot_sets", "predict_files", "predict_paths",
-    "predictive_values", "save_evaluation", "score", "set_name", "sets_metrics",
+    "predictive_values", "save_evaluation", "score", "set_name", "sets_metrics", "true_class",
 ]

@@ -171,19 +171,11 @@ def grad_cam_files(paths: Iterable[str | Path], run: runs.Run, *,
         cam, probability = grad_cam(model, image, layer_name=layer_name, parts=parts, raw=True)
         heatmap = _unit(cam)
         label = int(evaluate.classify([probability], settings)[0])
-        truth = _true_class(Path(file), settings)
+        truth = evaluate.true_class(file, settings)
         results.append(GradCamResult(Path(file), image, heatmap, heatmap_overlay(image, heatmap), probability,
                                      settings.class_names[label], raw=cam,
                                      true_name=None if truth is None else settings.class_names[truth]))
     return results
-
-
-def _true_class(file: Path, settings: Settings) -> int | None:
-    """The class of a file from its class folder (e.g. ``VAL/openI_CXR/``), else from its name, else None."""
-    folder = file.parent.name
-    if folder in settings.class_folders:
-        return settings.class_folders.index(folder)
-    return evaluate.label_from_name(file, settings)
 
 
 # --- feature maps -------------------------------------------------------------------------------------
