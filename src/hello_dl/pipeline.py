@@ -38,8 +38,9 @@ Rules the original notebooks broke and this module keeps:
 Augmentation fills the area uncovered by a rotation/shift/zoom with **black** (constant 0), the
 same black used to pad images when ``keep_aspect_ratio`` is on, rather than mirroring anatomy
 into the corners. ``settings.shear`` is the Keras 3 ``RandomShear`` factor (a fraction of the
-image size); the paper's old ``ImageDataGenerator(shear_range=0.2)`` meant 0.2 *degrees*, i.e.
-almost nothing, so this kit's shear is deliberately the stronger, documented choice.
+image size); the paper's ``ImageDataGenerator(shear_range=0.2)`` was a shear *angle*: 0.2
+radians (about 11 degrees, a slant close to this kit's 0.2 fraction) in the Keras 2.1 of the
+paper's time, 0.2 degrees (almost nothing) from Keras 2.2 on. Notebook 03 explains it.
 """
 
 from __future__ import annotations
