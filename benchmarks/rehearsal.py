@@ -171,10 +171,13 @@ def gpu_estimate(number: str, cpu_seconds: float, trains: bool) -> float:
     return KERNEL_START_SECONDS + max(0.0, cpu_seconds - KERNEL_START_SECONDS) / GPU_SPEED_UP
 
 
+#: The first line of the printed table (the README carries the table under this line).
+TABLE_HEADER = ("| notebook | compute here (measured) | reading + clicking (est.) | hands-on here | GPU hands-on (est.) "
+                "| header \"Time:\" | guide's hands-on slot |")
+
+
 def table(notebooks, compute, reading, headers, slots, catch_up: bool, talk_after_04: float) -> tuple[list[str], dict]:
-    lines = ["| notebook | compute here (measured) | reading + clicking (est.) | hands-on here | GPU hands-on (est.) "
-             "| header \"Time:\" | guide's hands-on slot |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [TABLE_HEADER, "| --- | --- | --- | --- | --- | --- | --- |"]
     totals = {"cpu": 0.0, "gpu": 0.0}
     for path in notebooks:
         number = path.stem[:2]

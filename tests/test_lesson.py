@@ -275,8 +275,8 @@ def test_a_participant_who_skips_04_does_05_to_07_on_the_catch_up_run(fetched_da
 
 
 # --- the session's time ---------------------------------------------------------------------------------------
-def test_the_header_times_and_the_guide_agree_and_fit_45_minutes():
-    """Each notebook's "Time:" line is its hands-on time in the guide's timeline; talk + hands-on = 45 min."""
+def _rehearsal():
+    """benchmarks/rehearsal.py, imported as a module (its helpers read the guide and the notebooks)."""
     import sys
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -284,6 +284,12 @@ def test_the_header_times_and_the_guide_agree_and_fit_45_minutes():
         import rehearsal
     finally:
         sys.path.pop(0)
+    return rehearsal
+
+
+def test_the_header_times_and_the_guide_agree_and_fit_45_minutes():
+    """Each notebook's "Time:" line is its hands-on time in the guide's timeline; talk + hands-on = 45 min."""
+    rehearsal = _rehearsal()
     rows = rehearsal.guide_timeline((NOTEBOOKS / "INSTRUCTOR_GUIDE.md").read_text(encoding="utf-8"))
     assert rows[0]["start"] == 0 and rows[-1]["end"] == 45
     assert all(a["end"] == b["start"] for a, b in zip(rows, rows[1:])), "the timeline has gaps or overlaps"
@@ -316,3 +322,25 @@ def test_on_a_cloud_platform_start_prepares_the_kit_folder_first(monkeypatch, tm
     assert opened.platform == "colab" and (kit / "data" / "MANIFEST.sha256").is_file()
     assert opened.data_dir == kit / "data" / "open_i_abd_vs_cxr" and (opened.data_dir / "TRAIN").is_dir()
     assert opened.settings.output_dir == kit / "outputs" and printed[0] == "Notebook 01 is ready."
+
+
+def test_the_readme_carries_the_measured_rehearsal_table_with_its_date_machine_and_load():
+    """The table benchmarks/rehearsal.py prints is in the README, dated, with the machine and the load average;
+    its "Time:" and slot columns are today's headers and guide (a new timeline means a new measurement)."""
+    import re
+
+    rehearsal = _rehearsal()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert rehearsal.TABLE_HEADER in readme
+    section = readme[readme.index("**The 45 minutes, rehearsed**"):readme.index(rehearsal.TABLE_HEADER)]
+    assert re.search(r"Measured 20\d\d-\d\d-\d\d \d\d:\d\d", section) and "2 cores" in section
+    assert re.search(r"load average [0-9.]+ before and [0-9.]+ after", section)
+    assert f"{rehearsal.READING_WORDS_PER_MINUTE} words a minute" in section
+    rows = readme[readme.index(rehearsal.TABLE_HEADER):].split("\n\n", 1)[0].splitlines()[2:]
+    slots = rehearsal.guide_hands_on(rehearsal.guide_timeline((NOTEBOOKS / "INSTRUCTOR_GUIDE.md").read_text("utf-8")))
+    notebooks = sorted(NOTEBOOKS.glob("0*.ipynb"))
+    assert [row.split("|")[1].strip(" `") for row in rows] == [path.stem for path in notebooks]
+    for row, path in zip(rows, notebooks):
+        cells = [cell.strip() for cell in row.split("|")[1:-1]]
+        assert cells[5] == f"{rehearsal.header_minutes(path):.0f} min", path.stem
+        assert cells[6] == f"{slots[path.stem[:2]]:.1f} min", path.stem
