@@ -54,14 +54,22 @@ def _per_image(function, elements, images: tf.Tensor) -> tf.Tensor:
 
 
 class _ShortcutLayer(keras.layers.Layer):
-    """Shared plumbing: a seed generator, the probability, training-only behaviour, the config."""
+    """Shared plumbing: a seed generator, the probability, training-only behaviour, the config.
+
+    Each subclass lists its own knobs and their defaults in ``KNOBS``; they become attributes and
+    part of the layer's config.
+    """
+
+    KNOBS: dict[str, Any] = {}
 
     def __init__(self, probability: float = 0.5, seed: int | None = None, **kwargs):
+        knobs = {name: kwargs.pop(name, default) for name, default in self.KNOBS.items()}
         super().__init__(**kwargs)
+        for name, value in knobs.items():
+            setattr(self, name, type(self.KNOBS[name])(value))
         self.probability = float(probability)
         self.seed = seed
         self.generator = keras.random.SeedGenerator(seed)
-        self.supports_masking = False
 
     def call(self, images, training=True):
         if not training or self.probability <= 0:
@@ -76,7 +84,8 @@ class _ShortcutLayer(keras.layers.Layer):
         return input_shape
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "probability": self.probability, "seed": self.seed}
+        return {**super().get_config(), "probability": self.probability, "seed": self.seed,
+                **{name: getattr(self, name) for name in self.KNOBS}}
 
 
 @keras.saving.register_keras_serializable(package="hello_dl")
@@ -87,9 +96,7 @@ class RandomResolution(_ShortcutLayer):
     were small and get enlarged, so they look soft. Doing both to every class removes the cue.
     """
 
-    def __init__(self, min_scale: float = 0.3, probability: float = 0.5, seed: int | None = None, **kwargs):
-        super().__init__(probability, seed, **kwargs)
-        self.min_scale = float(min_scale)
+    KNOBS = {"min_scale": 0.3}
 
     def transform(self, images, batch):
         scales = _uniform(self.generator, batch, self.min_scale, 1.0)
@@ -107,18 +114,13 @@ class RandomResolution(_ShortcutLayer):
 
         return _per_image(one, (scales, methods, chosen), images)
 
-    def get_config(self):
-        return {**super().get_config(), "min_scale": self.min_scale}
 
 
 @keras.saving.register_keras_serializable(package="hello_dl")
 class RandomJpegQuality(_ShortcutLayer):
     """Re-encode as JPEG with a random quality between ``min_quality`` and ``max_quality``."""
 
-    def __init__(self, min_quality: int = 20, max_quality: int = 95, probability: float = 0.5,
-                 seed: int | None = None, **kwargs):
-        super().__init__(probability, seed, **kwargs)
-        self.min_quality, self.max_quality = int(min_quality), int(max_quality)
+    KNOBS = {"min_quality": 20, "max_quality": 95}
 
     def transform(self, images, batch):
         qualities = _uniform(self.generator, batch, float(self.min_quality), float(self.max_quality) + 0.999)
@@ -133,18 +135,13 @@ class RandomJpegQuality(_ShortcutLayer):
 
         return _per_image(one, (qualities, chosen), images)
 
-    def get_config(self):
-        return {**super().get_config(), "min_quality": self.min_quality, "max_quality": self.max_quality}
 
 
 @keras.saving.register_keras_serializable(package="hello_dl")
 class RandomWindow(_ShortcutLayer):
     """A random display: gamma in [1/``gamma``, ``gamma``], contrast ×[1-``contrast``, 1+``contrast``]."""
 
-    def __init__(self, gamma: float = 1.6, contrast: float = 0.3, probability: float = 0.5,
-                 seed: int | None = None, **kwargs):
-        super().__init__(probability, seed, **kwargs)
-        self.gamma, self.contrast = float(gamma), float(contrast)
+    KNOBS = {"gamma": 1.6, "contrast": 0.3}
 
     def transform(self, images, batch):
         log_gamma = np.log(self.gamma)
@@ -157,8 +154,6 @@ class RandomWindow(_ShortcutLayer):
         curved = 255.0 * tf.pow(tf.clip_by_value(images, 0.0, 255.0) / 255.0, gammas)
         return tf.clip_by_value(127.5 + factors * (curved - 127.5), 0.0, 255.0)
 
-    def get_config(self):
-        return {**super().get_config(), "gamma": self.gamma, "contrast": self.contrast}
 
 
 @keras.saving.register_keras_serializable(package="hello_dl")
@@ -173,10 +168,7 @@ class RandomFrame(_ShortcutLayer):
     themselves the cue.) ``min_area`` is the smallest share of the image a window keeps.
     """
 
-    def __init__(self, max_aspect: float = 1.6, min_area: float = 0.6, pad: bool = True,
-                 probability: float = 0.5, seed: int | None = None, **kwargs):
-        super().__init__(probability, seed, **kwargs)
-        self.max_aspect, self.min_area, self.pad = float(max_aspect), float(min_area), bool(pad)
+    KNOBS = {"max_aspect": 1.6, "min_area": 0.6, "pad": True}
 
     def transform(self, images, batch):
         log_aspect = np.log(self.max_aspect)
@@ -213,8 +205,6 @@ class RandomFrame(_ShortcutLayer):
 
         return _per_image(one, (aspects, areas, offsets_y, offsets_x, chosen), images)
 
-    def get_config(self):
-        return {**super().get_config(), "max_aspect": self.max_aspect, "min_area": self.min_area, "pad": self.pad}
 
 
 #: Letters drawn by :class:`RandomCornerMarks` (side markers and figure-panel labels).
@@ -245,10 +235,10 @@ class RandomCornerMarks(_ShortcutLayer):
     class. The letter's height is ``min_size``..``max_size`` of the image side.
     """
 
-    def __init__(self, min_size: float = 0.04, max_size: float = 0.10, probability: float = 0.5,
-                 seed: int | None = None, **kwargs):
+    KNOBS = {"min_size": 0.04, "max_size": 0.10}
+
+    def __init__(self, probability: float = 0.5, seed: int | None = None, **kwargs):
         super().__init__(probability, seed, **kwargs)
-        self.min_size, self.max_size = float(min_size), float(max_size)
         self.bank = tf.constant(_glyph_bank())
 
     def transform(self, images, batch):
@@ -276,9 +266,6 @@ class RandomCornerMarks(_ShortcutLayer):
             return tf.where(apply, marked, image)
 
         return _per_image(one, (picks, sizes, corners_y, corners_x, inset, shades, chosen), images)
-
-    def get_config(self):
-        return {**super().get_config(), "min_size": self.min_size, "max_size": self.max_size}
 
 
 # --- the recipe ---------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple, Sequence
 
 import numpy as np
 from PIL import Image
@@ -61,9 +61,23 @@ def wilson_interval(successes: int, total: int, z: float = 1.959964) -> tuple[fl
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _share(count: int, total: int) -> str:
-    low, high = wilson_interval(count, total)
-    return f"{count}/{total} ({count / total if total else 0:.0%}, 95% CI {low:.0%}-{high:.0%})"
+class Proportion(NamedTuple):
+    """``count`` of ``total`` with its share and 95 % Wilson interval; ``str()`` reads "3/11 (27%, 95% CI ...)"."""
+
+    count: int
+    total: int
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.total if self.total else 0.0
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson_interval(self.count, self.total)
+
+    def __str__(self) -> str:
+        low, high = self.interval
+        return f"{self.count}/{self.total} ({self.rate:.0%}, 95% CI {low:.0%}-{high:.0%})"
 
 
 # --- image changes (full-size uint8 RGB in, uint8 RGB out, any size) ----------------------------------
@@ -359,6 +373,13 @@ def model_inputs(images: Iterable[np.ndarray], settings: Settings) -> np.ndarray
 
 
 # --- results ----------------------------------------------------------------------------------------
+def _named(rows: Sequence[Any], name: str) -> Any:
+    for row in rows:
+        if row.name == name:
+            return row
+    raise KeyError(f"nothing named {name!r}; the names are {', '.join(row.name for row in rows)}")
+
+
 @dataclass
 class ChangeResult:
     """What one change did to the answers."""
@@ -379,16 +400,16 @@ class ChangeResult:
         return (self.before >= self.threshold) != (self.after >= self.threshold)
 
     @property
+    def flipped(self) -> Proportion:
+        return Proportion(int(self.flips.sum()), self.count)
+
+    @property
     def flip_count(self) -> int:
-        return int(self.flips.sum())
+        return self.flipped.count
 
     @property
     def flip_rate(self) -> float:
-        return self.flip_count / self.count if self.count else 0.0
-
-    @property
-    def flip_interval(self) -> tuple[float, float]:
-        return wilson_interval(self.flip_count, self.count)
+        return self.flipped.rate
 
     @property
     def shifts(self) -> np.ndarray:
@@ -407,9 +428,8 @@ class ChangeResult:
         return int(np.sum(self.input_changed))
 
     def as_dict(self) -> dict[str, Any]:
-        low, high = self.flip_interval
         return {"name": self.name, "label": self.label, "images": self.count, "inputs_changed": self.changed_count,
-                "flips": self.flip_count, "flip_rate": self.flip_rate, "flip_rate_95ci": [low, high],
+                "flips": self.flip_count, "flip_rate": self.flip_rate, "flip_rate_95ci": list(self.flipped.interval),
                 "mean_score_shift": self.mean_shift, "max_score_shift": self.max_shift,
                 "scores_before": self.before.tolist(), "scores_after": self.after.tolist()}
 
@@ -429,10 +449,7 @@ class StressResult:
     max_flip_rate: float = MAX_FLIP_RATE
 
     def __getitem__(self, name: str) -> ChangeResult:
-        for change in self.changes:
-            if change.name == name:
-                return change
-        raise KeyError(f"no change named {name!r}; the changes are {', '.join(c.name for c in self.changes)}")
+        return _named(self.changes, name)
 
     @property
     def worst(self) -> ChangeResult | None:
@@ -473,7 +490,7 @@ class StressResult:
         lines.append(f"{'change':<{width}}  {'inputs changed':>14}  {'flips (95% CI)':<24}  "
                      f"{'mean |score change|':>19}  {'max':>5}")
         for c in self.changes:
-            low, high = c.flip_interval
+            low, high = c.flipped.interval
             flips = f"{c.flip_count}/{c.count} {c.flip_rate:>4.0%} ({low:.0%}-{high:.0%})"
             lines.append(f"{c.label:<{width}}  {c.changed_count:>8}/{c.count:<5}  {flips:<24}  "
                          f"{c.mean_shift:>19.3f}  {c.max_shift:>5.2f}")
@@ -526,20 +543,16 @@ class SourceResult:
         return int(len(self.labels))
 
     @property
-    def correct(self) -> int:
-        return int(np.sum((self.scores >= self.threshold).astype(int) == self.labels))
+    def right(self) -> Proportion:
+        return Proportion(int(np.sum((self.scores >= self.threshold).astype(int) == self.labels)), self.count)
 
     @property
     def accuracy(self) -> float:
-        return self.correct / self.count if self.count else 0.0
-
-    @property
-    def interval(self) -> tuple[float, float]:
-        return wilson_interval(self.correct, self.count)
+        return self.right.rate
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "label": self.label, "images": self.count, "correct": self.correct,
-                "accuracy": self.accuracy, "accuracy_95ci": list(self.interval), "scores": self.scores.tolist()}
+        return {"name": self.name, "label": self.label, "images": self.count, "correct": self.right.count,
+                "accuracy": self.accuracy, "accuracy_95ci": list(self.right.interval), "scores": self.scores.tolist()}
 
 
 @dataclass
@@ -550,10 +563,7 @@ class OtherSourcesResult:
     description: str
 
     def __getitem__(self, name: str) -> SourceResult:
-        for source in self.sources:
-            if source.name == name:
-                return source
-        raise KeyError(f"no source named {name!r}")
+        return _named(self.sources, name)
 
     @property
     def worst(self) -> SourceResult | None:
@@ -566,7 +576,7 @@ class OtherSourcesResult:
         width = max([len(s.label) for s in self.sources] + [6])
         lines = [f"Images made to look like other sources, from {self.description}:",
                  f"{'source':<{width}}  correct (accuracy, 95% CI)"]
-        lines += [f"{s.label:<{width}}  {_share(s.correct, s.count)}" for s in self.sources]
+        lines += [f"{s.label:<{width}}  {s.right}" for s in self.sources]
         return "\n".join(lines)
 
 
@@ -592,7 +602,7 @@ def other_sources_test(model: "keras.Model", settings: Settings, *, splits: Sequ
 
 
 __all__ = [
-    "MAX_FLIP_RATE", "Change", "ChangeResult", "OtherSourcesResult", "SourceResult", "StressImages",
+    "MAX_FLIP_RATE", "Change", "ChangeResult", "OtherSourcesResult", "Proportion", "SourceResult", "StressImages",
     "StressResult", "add_border", "as_16bit_file", "as_grayscale_file", "as_jpeg_file", "central_crop",
     "collect_images", "crop_to_aspect", "default_changes", "label_from_name", "lower_contrast", "luminance",
     "mask_corner_marks", "model_inputs", "model_scores", "narrow_window", "other_sources", "other_sources_test",
