@@ -54,6 +54,10 @@ RECIPES: dict[str, dict] = {
     "scratch_150": {},
     "scratch_150_noshortcut": {"shortcuts": "off"},
     "scratch_150_noaug": {"shortcuts": "off", "kit_augment": False},
+    # Sized for the conference profile's training time (the CPU seconds of kit_today).
+    "s128_e16": {"image_size": 128, "epochs": 16},
+    "s112_e20": {"image_size": 112, "epochs": 20},
+    "s128_e16_b16": {"image_size": 128, "epochs": 16, "batch_size": 16},
 }
 
 
@@ -202,13 +206,23 @@ def _kit_today(recipe: dict, data_dir: Path, output_dir: Path) -> dict:
     from hello_dl import train
 
     settings = _settings(recipe, data_dir, output_dir)
-    load_before, cpu_before, wall_before = load_average(), cpu_seconds(), time.perf_counter()
+    # Time only the fitting (both phases), as for the candidates: wrap the kit's phase function.
+    clock = {"wall": 0.0, "cpu": 0.0}
+    fit_phase = train._fit_phase
+
+    def timed_phase(*args, **kwargs):
+        cpu, wall = cpu_seconds(), time.perf_counter()
+        try:
+            return fit_phase(*args, **kwargs)
+        finally:
+            clock["cpu"] += cpu_seconds() - cpu
+            clock["wall"] += time.perf_counter() - wall
+
+    train._fit_phase = timed_phase
+    load_before, wall_before = load_average(), time.perf_counter()
     outcome = train.train(settings, verbose=2)
-    train_cpu = cpu_seconds() - cpu_before
-    timings = outcome.metrics["timings"]
-    train_wall = sum(v for k, v in timings.items() if k.startswith("phase"))
     return _measure(outcome.model, settings, recipe, {
-        "train_wall_s": round(train_wall, 1), "train_cpu_s": round(train_cpu, 1),
+        "train_wall_s": round(clock["wall"], 1), "train_cpu_s": round(clock["cpu"], 1),
         "kit_total_s": round(time.perf_counter() - wall_before, 1), "load_before": load_before,
         "load_after": load_average(), "best_epoch": outcome.metrics["best_epoch"],
         "epochs_run": outcome.metrics["epochs_run"], "history": outcome.history})
