@@ -71,9 +71,13 @@ def main(argv=None) -> int:
     parser.add_argument("--data-dir", type=Path, default=None, help="the dataset (default HELLO_DL_DATA_SOURCE)")
     parser.add_argument("--output", type=Path, help="append the results as JSON lines to this file")
     parser.add_argument("--list", action="store_true")
+    parser.add_argument("--table", type=Path, help="print Markdown tables of the JSON lines in this file, then stop")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
+    if args.table:
+        print(tables([json.loads(line) for line in args.table.read_text().splitlines() if line.strip()]))
+        return 0
     if args.list:
         for name, recipe in RECIPES.items():
             print(f"{name:<28} {json.dumps(recipe)}")
@@ -152,7 +156,47 @@ def report(result: dict) -> str:
     if result.get("stress_train_text"):
         lines.append("Same stress test on the training images (seen in training, in new formats):")
         lines.append(result["stress_train_text"])
+        lines.append(result.get("sources_train_text", ""))
     return "\n".join(lines)
+
+
+def tables(results: list[dict]) -> str:
+    """Markdown: one row per recipe (validation, TEST, time, load), then flips and other sources."""
+    def pct(part: dict, key: str = "accuracy") -> str:
+        low, high = part.get("ci") or part.get("accuracy_95ci")
+        return f"{part[key]:.0%} ({low:.0%}-{high:.0%})"
+
+    rows = ["| recipe | val accuracy (95% CI), 10 files | TEST abd2 / chest2 score | best / run epochs | "
+            "train wall s | train CPU s | load (1-min) before -> after |", "|---|---|---|---|---|---|---|"]
+    for r in results:
+        test = {Path(f).name: p for f, p in r["test"].items()}
+        rows.append(f"| {r['name']} | {r['validation']['correct']}/{r['validation']['images']} = {pct(r['validation'])} | "
+                    f"{test.get('abd2.png', float('nan')):.2f} / {test.get('chest2.png', float('nan')):.2f} | "
+                    f"{r['best_epoch']} / {r['epochs_run']} | {r['train_wall_s']:.0f} | {r['train_cpu_s']:.0f} | "
+                    f"{r['load_before'].split()[0]} -> {r['load_after'].split()[0]} |")
+    out = ["\n".join(rows)]
+    for key, title in (("stress", "flips per change, 11 distinct VAL + TEST images"),
+                       ("stress_train", "flips per change, 65 training images")):
+        chosen = [r for r in results if key in r]
+        if not chosen:
+            continue
+        names = [c["name"] for c in chosen[0][key]["changes"]]
+        head = ["| recipe (" + title + ") | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for r in chosen:
+            cells = [f"{c['flips']}/{c['images']}" for c in r[key]["changes"]]
+            head.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+        out.append("\n".join(head))
+    for key, title in (("sources", "accuracy, 11 VAL + TEST images"), ("sources_train", "accuracy, 65 training images")):
+        chosen = [r for r in results if key in r]
+        if not chosen:
+            continue
+        names = list(dict.fromkeys(s["name"] for r in chosen for s in r[key]["sources"]))
+        head = ["| recipe (" + title + ") | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for r in chosen:
+            found = {s["name"]: f"{s['correct']}/{s['images']}" for s in r[key]["sources"]}
+            head.append(f"| {r['name']} | " + " | ".join(found.get(name, "-") for name in names) + " |")
+        out.append("\n".join(head))
+    return "\n\n".join(out)
 
 
 # --- the worker: one recipe in this process --------------------------------------------------------------
@@ -173,9 +217,10 @@ def shortcut_config(text: str, pad: bool):
 
     if text in SHORTCUTS:
         values = dict(SHORTCUTS[text])
-    else:  # "frame:0.5,marks:0.3" → only those steps, at those rates
-        values = {k: 0.0 for k in SHORTCUTS["off"]}
-        for part in filter(None, text.split(",")):
+    else:  # "frame:0.5,marks:0.3" → only those steps, at those rates; "all,jpeg:0" → the defaults but
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        values = {} if parts and parts[0] == "all" else {k: 0.0 for k in SHORTCUTS["off"]}
+        for part in parts[1:] if parts and parts[0] == "all" else parts:
             key, _, rate = part.partition(":")
             values[key.strip()] = float(rate or 0.5)
     return ShortcutAugmentation(**values, pad=pad)
@@ -322,6 +367,8 @@ def _measure(network, settings, recipe: dict, facts: dict) -> dict:
         seen = stress.collect_images(settings, ("train",))
         seen_result = stress.stress_test(network, settings, collected=seen)
         out["stress_train"], out["stress_train_text"] = seen_result.as_dict(), seen_result.format()
+        seen_sources = stress.other_sources_test(network, settings, collected=seen)
+        out["sources_train"], out["sources_train_text"] = seen_sources.as_dict(), seen_sources.format()
     return out
 
 

@@ -111,3 +111,16 @@ def test_recipe_switches_and_words():
     assert "JPEG" in full.describe() and "training only" in full.describe()
     names = [layer.name for layer in augment.shortcut_layers(full).layers]
     assert names[0] == "random_frame" and "random_grayscale" in names
+
+
+def test_window_clip_narrows_the_window_and_off_repeats_the_old_draws():
+    ramp = np.tile(np.linspace(0, 255, 64, dtype=np.float32), (64, 1))[None, ..., None].repeat(3, axis=3)
+    plain = augment.RandomWindow(probability=1.0, contrast=0.0, gamma=1.0001, seed=6)
+    clipped = augment.RandomWindow(probability=1.0, contrast=0.0, gamma=1.0001, clip=0.2, seed=6)
+    row_plain = plain(tf.constant(ramp), training=True).numpy()[0, 0, :, 0]
+    row_clipped = clipped(tf.constant(ramp), training=True).numpy()[0, 0, :, 0]
+    np.testing.assert_allclose(row_plain, ramp[0, 0, :, 0], atol=0.1)
+    # A narrower window: more pixels end up pure black or pure white.
+    assert (row_clipped <= 0.5).sum() + (row_clipped >= 254.5).sum() > 2
+    assert np.all(np.diff(row_clipped) >= 0)
+    assert augment.RandomWindow(clip=0.1).get_config()["clip"] == 0.1

@@ -30,7 +30,7 @@ training code imports it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -139,9 +139,14 @@ class RandomJpegQuality(_ShortcutLayer):
 
 @keras.saving.register_keras_serializable(package="hello_dl")
 class RandomWindow(_ShortcutLayer):
-    """A random display: gamma in [1/``gamma``, ``gamma``], contrast ×[1-``contrast``, 1+``contrast``]."""
+    """A random display: gamma in [1/``gamma``, ``gamma``], contrast ×[1-``contrast``, 1+``contrast``].
 
-    KNOBS = {"gamma": 1.6, "contrast": 0.3}
+    With ``clip`` > 0 it first applies a random window: up to ``clip`` of the range is cut off at
+    the dark end and, independently, at the bright end, and the rest stretched to black..white
+    (what a narrower window on a viewer does).
+    """
+
+    KNOBS = {"gamma": 1.6, "contrast": 0.3, "clip": 0.0}
 
     def transform(self, images, batch):
         log_gamma = np.log(self.gamma)
@@ -151,7 +156,12 @@ class RandomWindow(_ShortcutLayer):
         shape = (-1, 1, 1, 1)
         gammas = tf.reshape(tf.where(chosen, gammas, 1.0), shape)
         factors = tf.reshape(tf.where(chosen, factors, 1.0), shape)
-        curved = 255.0 * tf.pow(tf.clip_by_value(images, 0.0, 255.0) / 255.0, gammas)
+        images = tf.clip_by_value(images, 0.0, 255.0)
+        if self.clip > 0:  # drawn after the others, so clip=0 repeats the earlier draws exactly
+            lows = tf.reshape(tf.where(chosen, _uniform(self.generator, batch, 0.0, self.clip), 0.0), shape)
+            highs = tf.reshape(tf.where(chosen, _uniform(self.generator, batch, 0.0, self.clip), 0.0), shape)
+            images = tf.clip_by_value((images / 255.0 - lows) / (1.0 - lows - highs), 0.0, 1.0) * 255.0
+        curved = 255.0 * tf.pow(images / 255.0, gammas)
         return tf.clip_by_value(127.5 + factors * (curved - 127.5), 0.0, 255.0)
 
 
@@ -280,6 +290,8 @@ class ShortcutAugmentation:
     frame: float = 0.5
     marks: float = 0.3
     pad: bool = True  # RandomFrame pads (as keep_aspect_ratio does) or stretches
+    window_clip: float = 0.0  # RandomWindow also narrows the window by up to this share at each end
+    window_contrast: float = 0.3  # RandomWindow's contrast range: x(1 ± this)
 
     #: Plain words for each step, in the order they run.
     WORDS = {
@@ -293,7 +305,7 @@ class ShortcutAugmentation:
 
     @classmethod
     def off(cls) -> "ShortcutAugmentation":
-        return cls(**{f.name: 0.0 for f in fields(cls) if f.name != "pad"})
+        return cls(**{name: 0.0 for name in cls.WORDS})
 
     def active(self) -> list[str]:
         return [name for name in self.WORDS if getattr(self, name) > 0]
@@ -319,7 +331,8 @@ def shortcut_layers(config: ShortcutAugmentation, seed: int = 0) -> keras.Sequen
     if config.jpeg > 0:
         layers.append(RandomJpegQuality(probability=config.jpeg, seed=seed + 14, name="random_jpeg_quality"))
     if config.window > 0:
-        layers.append(RandomWindow(probability=config.window, seed=seed + 15, name="random_window"))
+        layers.append(RandomWindow(probability=config.window, clip=config.window_clip,
+                                   contrast=config.window_contrast, seed=seed + 15, name="random_window"))
     if config.grayscale > 0:
         layers.append(keras.layers.RandomGrayscale(factor=config.grayscale, seed=seed + 16, name="random_grayscale"))
     if not layers:

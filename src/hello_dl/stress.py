@@ -256,7 +256,37 @@ def other_sources() -> list[Change]:
         Change("tight_crop", "a tighter crop (the central 80%)", lambda im: central_crop(im, 0.8)),
         Change("film_border", "a scanned film with a white border", lambda im: add_border(im, 0.05, 255)),
         Change("small_square", "resized to a 256x256 square file", lambda im: resize_to(im, 256, 256)),
+        # The two strongest: each class dressed in the other class's file habits.
+        Change("journal_figure", "a journal figure (small portrait crop, JPEG, a black bar at one side)",
+               journal_figure),
+        Change("clinic_png", "a 512x512 clinic PNG with an L marker at the top right", clinic_png),
     ]
+
+
+def add_side_marker(image: np.ndarray, text: str = "L") -> np.ndarray:
+    """A white side-marker letter in the top-right corner, about 6 % of the height, as on the chest films."""
+    from PIL import ImageDraw, ImageFont
+
+    img = _pil(image)
+    size = max(8, round(0.06 * img.height))
+    font = ImageFont.load_default(size=size)
+    ImageDraw.Draw(img).text((img.width - round(1.6 * size), round(0.5 * size)), text, fill=(255, 255, 255),
+                             font=font)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def journal_figure(image: np.ndarray) -> np.ndarray:
+    """What many abdominal files of this dataset look like: small, portrait, compressed, with a bar."""
+    small = rescale(crop_to_aspect(image, 0.8), 0.4)
+    compressed = as_jpeg_file(small, 50)
+    height, width = compressed.shape[:2]
+    bar = np.zeros((height, max(1, round(0.1 * width)), 3), dtype=np.uint8)
+    return np.concatenate([bar, compressed], axis=1)
+
+
+def clinic_png(image: np.ndarray) -> np.ndarray:
+    """What every chest file of this dataset looks like: 512x512, sharp, with an "L" at the top right."""
+    return add_side_marker(resize_to(image, 512, 512))
 
 
 def crop_to_aspect(image: np.ndarray, width_over_height: float) -> np.ndarray:
@@ -602,7 +632,7 @@ def other_sources_test(model: "keras.Model", settings: Settings, *, splits: Sequ
 
 
 __all__ = [
-    "MAX_FLIP_RATE", "Change", "ChangeResult", "OtherSourcesResult", "Proportion", "SourceResult", "StressImages",
+    "MAX_FLIP_RATE", "Change", "add_side_marker", "clinic_png", "journal_figure", "ChangeResult", "OtherSourcesResult", "Proportion", "SourceResult", "StressImages",
     "StressResult", "add_border", "as_16bit_file", "as_grayscale_file", "as_jpeg_file", "central_crop",
     "collect_images", "crop_to_aspect", "default_changes", "label_from_name", "lower_contrast", "luminance",
     "mask_corner_marks", "model_inputs", "model_scores", "narrow_window", "other_sources", "other_sources_test",
