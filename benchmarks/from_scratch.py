@@ -308,8 +308,7 @@ def _candidate(recipe: dict, data_dir: Path, output_dir: Path) -> dict:
     train_data = (tf.data.Dataset.from_tensor_slices((train_x, train_y))
                   .shuffle(len(train_y), seed=settings.seed, reshuffle_each_iteration=True)
                   .batch(settings.batch_size)
-                  .map(augment_batch)  # sequential: seeded layers draw in a fixed order
-                  .map(lambda x, y: (pipeline.preprocess(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+                  .map(augment_batch)  # sequential: seeded layers draw in a fixed order; 0-255 out
                   .prefetch(tf.data.AUTOTUNE))
     val_data = pipeline.make_dataset(val_x, val_y, settings, training=False)
 
@@ -335,14 +334,14 @@ def _measure(network, settings, recipe: dict, facts: dict) -> dict:
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
-    from hello_dl import dataset, pipeline, stress
+    from hello_dl import dataset, filetypes, pipeline, stress
 
     index = dataset.scan(settings)
     val_files = list(index.val.files)
     val_labels = np.asarray(index.val.labels, dtype=int)
     val_scores = stress.model_scores(network, pipeline.load_images(val_files, settings))
     correct = (val_scores >= settings.threshold).astype(int) == val_labels
-    digests = [dataset.file_sha256(Path(f)) for f in val_files]
+    digests = [filetypes.file_hash(f) for f in val_files]
     first = [digests.index(d) == i for i, d in enumerate(digests)]
     test_files = list(index.test.files)
     test_scores = stress.model_scores(network, pipeline.load_images(test_files, settings)) if test_files else []

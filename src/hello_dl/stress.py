@@ -37,11 +37,13 @@ import numpy as np
 from PIL import Image
 
 from hello_dl import dataset as dataset_module
+from hello_dl import filetypes
 from hello_dl import images as images_module
+from hello_dl import runs
 from hello_dl.settings import Settings
 
 if TYPE_CHECKING:  # pragma: no cover
-    import keras
+    import keras  # here, not at the top: TensorFlow takes seconds to load
 
 #: The issue's target: no change may flip more than this share of the answers.
 MAX_FLIP_RATE = 0.10
@@ -354,7 +356,7 @@ def collect_images(settings: Settings, splits: Sequence[str] = ("val", "test")) 
     for split in splits:
         chosen = index.split(split)
         for path, label in zip(chosen.files, chosen.labels):
-            digest = dataset_module.file_sha256(Path(path))
+            digest = filetypes.file_hash(path)
             if digest in seen:
                 out.duplicates_skipped.append(Path(path))
                 continue
@@ -367,26 +369,21 @@ def collect_images(settings: Settings, splits: Sequence[str] = ("val", "test")) 
 
 
 # --- running the model ------------------------------------------------------------------------------
-def _scales_inside(model: "keras.Model") -> bool:
-    """True if the model takes plain 0-255 pixels (a Rescaling layer before the base)."""
-    import keras
-
-    return any(isinstance(layer, keras.layers.Rescaling) for layer in model.layers)
-
-
 def model_scores(model: "keras.Model", images: np.ndarray, chunk: int = 16) -> np.ndarray:
     """Score (sigmoid output, class 1) of each ``(N, size, size, 3)`` uint8 image.
 
-    Works for models that scale inside (Rescaling layer) and for older ones that expect [-1, 1].
+    Kit models scale their own pixels (0-255 in); a model that expects [-1, 1] (the old layout,
+    or one built elsewhere) gets InceptionV3's scaling here.
     """
-    import keras
+    import keras  # here, not at the top: TensorFlow takes seconds to load
     from keras.applications.inception_v3 import preprocess_input
 
     images = np.asarray(images)
+    plain = runs.takes_plain_pixels(model)
     out = []
     for start in range(0, len(images), chunk):
         batch = images[start:start + chunk].astype(np.float32)
-        if not _scales_inside(model):
+        if not plain:
             batch = preprocess_input(batch)
         # predict_on_batch, not an eager call: far less memory for InceptionV3 (see evaluate).
         out.append(keras.ops.convert_to_numpy(model.predict_on_batch(batch)).reshape(-1))
