@@ -3,7 +3,9 @@
 A setting's value comes from, in increasing priority:
 
 1. the default below (the paper's recipe, Lakhani et al. 2018),
-2. the chosen profile (``paper``, ``conference`` or ``smoke``),
+2. the chosen profile (``paper``, ``conference`` or ``smoke``); without pretrained weights
+   (``weights=none``) the from-scratch recipe of :mod:`hello_dl.recipes` replaces the profile's
+   training knobs, whatever the profile,
 3. the participant's experiment group and seat (conference mode, see :mod:`hello_dl.groups`):
    the group sets its knobs, the seat its own seed,
 4. an environment variable ``HELLO_DL_<SETTING>`` (e.g. ``HELLO_DL_IMAGE_SIZE=150``),
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from hello_dl import groups
+from hello_dl import groups, recipes
 from hello_dl.errors import HelloDLError
 
 ENV_PREFIX = "HELLO_DL_"
@@ -76,13 +78,14 @@ RANGES: dict[str, Range] = {
     "zoom": Range(0, 1, high_open=True, usual="the paper used 0.2"),
     "dense_units": Range(1, 8192, usual="the paper used 256"),
     "dropout": Range(0, 1, high_open=True, usual="0.5 as in the paper; 0 switches it off"),
-    "bn_momentum_from_scratch": Range(0, 1, high_open=True, usual="0.5 is the kit's"),
+    "bn_momentum_from_scratch": Range(0, 1, high_open=True, usual="0.9 in the from-scratch recipe"),
     "batch_size": Range(1, 1024, usual="the paper used 5; lower it if memory runs out"),
     "learning_rate": Range(0, 1, low_open=True, usual="Adam's usual values are 1e-5 to 1e-3; the paper used 1e-4"),
     "finetune_learning_rate": Range(0, 1, low_open=True, usual="usually 1e-5 to 1e-4"),
     "warmup_epochs": Range(0, 1000, usual="the conference profile uses 5"),
     "finetune_epochs": Range(0, 1000, usual="the paper used 20"),
-    "early_stopping_patience": Range(0, 1000, usual="0 switches early stopping off"),
+    "early_stopping_patience": Range(0, 1000, usual="0 switches early stopping off; 8 without pretrained weights"),
+    "early_stopping_start_epoch": Range(0, 1000, usual="0 watches from the first epoch; 4 without pretrained weights"),
     "steps_per_execution": Range(1, 1000, usual="1 is Keras' default; more batches per step can be faster on a GPU"),
     "threshold": Range(0, 1, low_open=True, high_open=True, usual="0.5 as in the paper"),
 }
@@ -201,6 +204,7 @@ class Settings:
     shear: float = 0.2
     zoom: float = 0.2
     horizontal_flip: bool = True
+    shortcut_augmentation: bool = False  # also blur file-format cues (hello_dl.augment); on when from scratch
 
     # --- the model ---------------------------------------------------------------------------
     dense_units: int = 256
@@ -215,6 +219,7 @@ class Settings:
     warmup_epochs: int = 0  # phase 1: base frozen, new head trained
     finetune_epochs: int = 5  # phase 2: base unfrozen
     early_stopping_patience: int = 0  # 0 = off
+    early_stopping_start_epoch: int = 0  # early stopping watches only after this many epochs
     steps_per_execution: int = 1
 
     # --- evaluation ----------------------------------------------------------------------------
@@ -237,6 +242,15 @@ class Settings:
     def total_epochs(self) -> int:
         return self.warmup_epochs + self.finetune_epochs
 
+    @property
+    def from_scratch(self) -> bool:
+        """No pretrained weights: the from-scratch recipe (:mod:`hello_dl.recipes`) applies."""
+        return recipes.is_from_scratch(self.weights)
+
+    def describe_recipe(self) -> str:
+        """One plain line: transfer learning or from scratch, and what that means for this run."""
+        return recipes.describe(self)
+
     def knobs(self) -> dict[str, Any]:
         """The settings as plain JSON-ready values (paths and tuples made simple)."""
         out = {}
@@ -257,12 +271,13 @@ class Settings:
     def replace(self, **changes: Any) -> "Settings":
         """A copy with some knobs changed (marked as set by argument).
 
-        Changing ``profile``, ``experiment_group`` or ``participant`` rebuilds the settings from the
-        profile and the (new) group, so the group's knobs (augment, dropout) follow it; every knob
+        Changing ``profile``, ``experiment_group``, ``participant`` or ``weights`` rebuilds the settings
+        from the profile, the recipe and the (new) group, so the group's knobs (augment, dropout) and the
+        from-scratch recipe follow them; every knob
         that was set explicitly (environment or argument) is kept, and still wins over the group.
         """
         changes = {name: value for name, value in changes.items() if value is not None}
-        regroup = ("profile", "experiment_group", "participant")
+        regroup = ("profile", "experiment_group", "participant", "weights")
         if any(name in changes and changes[name] != getattr(self, name) for name in regroup):
             kept = {name: value for name, value in self.knobs().items()
                     if name != "profile" and _explicit(self.sources.get(name, "default"))}
@@ -278,7 +293,8 @@ class Settings:
         rows = [(name, _show(value), self.sources.get(name, "default")) for name, value in self.knobs().items()]
         width_name = max(len(r[0]) for r in rows)
         width_value = min(60, max(len(r[1]) for r in rows))
-        lines = [f"{'setting':<{width_name}}  {'value':<{width_value}}  from", "-" * (width_name + width_value + 12)]
+        lines = [self.describe_recipe(), "",
+                 f"{'setting':<{width_name}}  {'value':<{width_value}}  from", "-" * (width_name + width_value + 12)]
         lines += [f"{n:<{width_name}}  {v:<{width_value}}  {s}" for n, v, s in rows]
         return "\n".join(lines)
 
@@ -394,6 +410,13 @@ def load_settings(profile: str | None = None, *, base: Settings | None = None,
         if name == "profile" or raw is None:
             continue
         layered[name] = (_convert(name, raw, "argument"), "argument")
+
+    # Without pretrained weights the profile's two-phase recipe cannot work: swap in the
+    # from-scratch one (hello_dl.recipes). Explicit environment values and arguments still win.
+    if recipes.is_from_scratch(layered.get("weights", (values["weights"], ""))[0]):
+        for name, raw in recipes.from_scratch_values(chosen).items():
+            values[name] = _convert(name, raw, recipes.SOURCE)
+            sources[name] = recipes.SOURCE
 
     participant = layered.get("participant", (values["participant"], ""))[0]
     group = layered.get("experiment_group", (values["experiment_group"], ""))[0]
