@@ -97,7 +97,7 @@ def test_from_scratch_batchnorm_trains_with_fast_momentum(scratch_model):
 
     base = model_lib.base_model(scratch_model)
     momenta = {layer.momentum for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)}
-    assert momenta == {0.5}
+    assert momenta == {_settings().bn_momentum_from_scratch}  # the from-scratch recipe's value
     assert not model_lib.keeps_batchnorm_statistics(scratch_model)
     # BatchNorm uses batch statistics when training: training and inference outputs differ.
     x = _batch()

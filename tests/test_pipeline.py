@@ -46,7 +46,7 @@ def quiet_settings(smoke_settings):
 def test_augmentation_layers_follow_the_settings():
     import keras
 
-    settings = load_settings("smoke", environ={})
+    settings = load_settings("smoke", environ={}, shortcut_augmentation=False)  # geometric steps only
     model = pipeline.augmentation_layers(settings)
     kinds = [type(layer).__name__ for layer in model.layers]
     assert kinds == ["RandomRotation", "RandomTranslation", "RandomShear", "RandomZoom", "RandomFlip"]
@@ -71,7 +71,7 @@ def test_augmentation_layers_follow_the_settings():
 
 # --- the datasets on the shared data -----------------------------------------------------------------------
 def test_build_datasets_shapes_labels_and_class_info(quiet_settings):
-    data = pipeline.build_datasets(quiet_settings())
+    data = pipeline.build_datasets(quiet_settings(batch_size=5))
     assert data.class_info.describe() == f"0 → {CHEST} → chest\n1 → {ABDOMEN} → abdomen"
     assert (data.train_count, data.val_count) == (65, 10)
     assert data.counts == {"train": {"chest": 33, "abdomen": 32}, "val": {"chest": 5, "abdomen": 5}}

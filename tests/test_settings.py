@@ -20,8 +20,10 @@ def test_paper_defaults_are_the_papers_values():
 
 def test_smoke_profile_is_small_and_offline():
     s = load_settings("smoke", environ={})
-    assert s.image_size == 75 and s.warmup_epochs == 1 and s.finetune_epochs == 1 and s.weights == "none"
-    assert s.sources["image_size"] == "profile:smoke"
+    assert s.weights == "none" and s.sources["weights"] == "profile:smoke"
+    # No pretrained weights: the from-scratch recipe (hello_dl.recipes), sized for seconds.
+    assert s.image_size == 75 and s.warmup_epochs == 0 and s.finetune_epochs == 2
+    assert s.sources["image_size"] == "recipe:from-scratch"
 
 
 def test_profile_from_environment_and_any_knob_overridable():

@@ -125,6 +125,8 @@ def augmentation_layers(settings: Settings) -> "keras.Sequential":
     shear ±``shear``, zoom ±``zoom``, and a horizontal flip if ``horizontal_flip``. Each layer
     gets its own seed derived from ``settings.seed``. Works on pixels in 0-255. Layers with a
     range of 0 are left out; with nothing left, the model passes images through unchanged.
+    With ``shortcut_augmentation`` (on in the from-scratch recipe, :mod:`hello_dl.recipes`) the
+    shortcut-removing steps of :mod:`hello_dl.augment` follow, so the preview shows them too.
     """
     import keras  # here, not at the top: TensorFlow takes seconds to load
 
@@ -143,6 +145,10 @@ def augmentation_layers(settings: Settings) -> "keras.Sequential":
         layers.append(keras.layers.RandomZoom(settings.zoom, seed=seed + 4, **fill))
     if settings.horizontal_flip:
         layers.append(keras.layers.RandomFlip("horizontal", seed=seed + 5))
+    if settings.shortcut_augmentation:
+        from hello_dl import augment  # here, not at the top: it imports TensorFlow
+
+        layers.append(augment.shortcut_layers(augment.ShortcutAugmentation(pad=settings.keep_aspect_ratio), seed))
     if not layers:
         layers.append(keras.layers.Identity())
     return keras.Sequential(layers, name="augmentation")

@@ -276,6 +276,7 @@ def write_summary(folder: Path, settings: Settings, results: list[NotebookResult
         f"- Date: {datetime.now():%Y-%m-%d %H:%M}",
         f"- Result: {'FAILED in ' + failed[0].source.name if failed else 'all notebooks ran without error'}",
         f"- Total time: {total_seconds / 60:.1f} min",
+        f"- {settings.describe_recipe()}",
         f"- Profile: {settings.profile}; image size {settings.image_size}; weights {settings.weights}; "
         f"epochs {settings.warmup_epochs} frozen + {settings.finetune_epochs} fine-tune; seed {settings.seed}",
         f"- Augmentation {'on' if settings.augment else 'off'}, dropout {settings.dropout}"

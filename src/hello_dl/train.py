@@ -4,7 +4,8 @@ Phase 1 (``warmup_epochs``): the InceptionV3 base is frozen and only the new hea
 ``learning_rate``. Phase 2 (``finetune_epochs``): the base is unfrozen (all of it, or from
 ``fine_tune_from`` up) and everything is fine-tuned at ``finetune_learning_rate``. The
 ``paper`` profile has no phase 1: everything trains from epoch 1 for 20 epochs, as in the
-original notebook.
+original notebook. Without pretrained weights the settings carry the from-scratch recipe
+(:mod:`hello_dl.recipes`): no phase 1, every layer trained from the first epoch, early stopping.
 
 Every run writes into a new folder of its own under ``settings.output_dir``::
 
@@ -213,7 +214,8 @@ def callbacks_for_phase(phase: int, run_dir: Path, settings: Settings, shared: d
                  shared["checkpoint"]]
     if settings.early_stopping_patience > 0:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", mode="min",
-                                                       patience=settings.early_stopping_patience))
+                                                       patience=settings.early_stopping_patience,
+                                                       start_from_epoch=settings.early_stopping_start_epoch))
     return callbacks
 
 
@@ -264,6 +266,7 @@ def train(settings: Settings, *, verbose: int = 2, datasets: Any = None,
     environment.set_seed(settings.seed)
     say = print if verbose else (lambda *a, **k: None)
     say(model_module.describe_start(settings))
+    say(settings.describe_recipe())
     # Data and model first: a missing dataset or weights file stops here, before a run folder exists.
     data = datasets if datasets is not None else pipeline.build_datasets(settings)
     network = model_module.build_model(settings)
@@ -308,7 +311,9 @@ def _train_in(run_dir: Path, network, data, settings: Settings, verbose: int, ca
         model_module.unfreeze_base(network, from_layer=settings.fine_tune_from or None,
                                    learning_rate=settings.finetune_learning_rate)
         where = f"from layer {settings.fine_tune_from} up" if settings.fine_tune_from else "the whole base"
-        say(f"Phase 2, {PHASE_NAMES[2]} ({where}): {settings.finetune_epochs} epoch(s) at learning rate "
+        heading = (f"Training from scratch ({where} and the head)" if settings.from_scratch and not phases
+                   else f"Phase 2, {PHASE_NAMES[2]} ({where})")
+        say(f"{heading}: {settings.finetune_epochs} epoch(s) at learning rate "
             f"{settings.finetune_learning_rate:g}. {model_module.trainable_summary(network)}")
         phases.append(_fit_phase(network, data, 2, first, first + settings.finetune_epochs, run_dir, settings,
                                  shared, verbose, timings, settings.finetune_learning_rate))
@@ -341,6 +346,7 @@ def _train_in(run_dir: Path, network, data, settings: Settings, verbose: int, ca
         "experiment_group": settings.experiment_group,
         "weights": settings.weights,
         "from_scratch": not model_module.keeps_batchnorm_statistics(network),
+        "recipe": settings.describe_recipe(),
         "seed": settings.seed,
         "device": environment.device_sentence(),
         "phases": phases,
