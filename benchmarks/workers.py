@@ -34,12 +34,18 @@ def kit_settings(params: dict, **overrides):
     """Settings for the kit: the chosen profile, no pretrained weights, a throw-away output folder.
 
     The run folders (a saved model is ~90 MB) are deleted afterwards unless ``params`` names an
-    ``output_dir``: the benchmark needs their timings, not their files.
+    ``output_dir``: the benchmark needs their timings, not their files. Weights ``none`` stand in
+    for the ImageNet file here, so the profile's own (pretrained) recipe is pinned: without it the
+    settings would switch to the from-scratch recipe (hello_dl.recipes).
     """
+    from hello_dl import recipes
     from hello_dl.settings import load_settings
 
+    profile = params.get("profile", "conference")
+    pretrained = load_settings(profile, environ={}, weights="imagenet").knobs()
     scratch = None if params.get("output_dir") else tempfile.mkdtemp(prefix="hello_dl_bench_out_")
     values = {
+        **{name: pretrained[name] for name in recipes.from_scratch_values(profile)},
         "weights": "none",
         "image_size": params["image_size"],
         "batch_size": params["batch_size"],
@@ -50,7 +56,7 @@ def kit_settings(params: dict, **overrides):
     values.update(params.get("settings", {}))
     values.update(overrides)
     try:
-        yield load_settings(params.get("profile", "conference"), environ={}, **values)
+        yield load_settings(profile, environ={}, **values)
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
