@@ -271,13 +271,12 @@ class Settings:
     def replace(self, **changes: Any) -> "Settings":
         """A copy with some knobs changed (marked as set by argument).
 
-        Changing ``profile``, ``experiment_group``, ``participant`` or ``weights`` rebuilds the settings
-        from the profile, the recipe and the (new) group, so the group's knobs (augment, dropout) and the
-        from-scratch recipe follow them; every knob
+        Changing ``profile``, ``experiment_group`` or ``participant`` rebuilds the settings from the
+        profile and the (new) group, so the group's knobs (augment, dropout) follow it; every knob
         that was set explicitly (environment or argument) is kept, and still wins over the group.
         """
         changes = {name: value for name, value in changes.items() if value is not None}
-        regroup = ("profile", "experiment_group", "participant", "weights")
+        regroup = ("profile", "experiment_group", "participant")
         if any(name in changes and changes[name] != getattr(self, name) for name in regroup):
             kept = {name: value for name, value in self.knobs().items()
                     if name != "profile" and _explicit(self.sources.get(name, "default"))}
