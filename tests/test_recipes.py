@@ -123,5 +123,21 @@ def test_from_scratch_recipe_learns_above_chance_with_shortcut_steps_active(shar
     assert result.history["learning_rate"][0] == pytest.approx(1e-3)
     # Chance: 50 % accuracy, AUC 0.5, loss ln 2 = 0.693. Ten validation images: one mistake is 10 %.
     assert metrics["val_accuracy"] >= 0.7 and metrics["val_auc"] >= 0.8, metrics
+    card = (result.run_dir / "model_card.md").read_text()
+    assert f"- {settings.describe_recipe()}" in card.split("## Recipe and weights", 1)[1]
     saved = json.loads((result.run_dir / runs.SETTINGS).read_text())["settings"]
     assert saved["shortcut_augmentation"] is True and saved["warmup_epochs"] == 0
+
+
+def test_the_model_card_says_which_recipe_trained_the_model(fetched_dataset, tmp_path):
+    from hello_dl import evaluate, modelcard
+    from hello_dl.dataset import summarize
+
+    for weights, start in (("none", "Recipe: from scratch"), ("imagenet", "Recipe: transfer learning")):
+        settings = load_settings("smoke", environ={}, data_dir=str(fetched_dataset), weights=weights)
+        evaluations = {"val": evaluate.score([0] * 5 + [1] * 5, [0.2] * 5 + [0.8] * 5, settings)}
+        text = modelcard.build_model_card(tmp_path / "run", settings, {"best_epoch": 2, "epochs_run": 2},
+                                          evaluations, summarize(settings))
+        recipe = text.split("## Recipe and weights", 1)[1].split("## Results")[0]
+        assert recipe.strip().splitlines()[0] == f"- {settings.describe_recipe()}" and start in recipe
+        assert len(text.splitlines()) <= 70 and len(text.split()) <= 900  # still one page

@@ -78,7 +78,8 @@ def _recipe(settings: Settings, metrics: Mapping[str, Any]) -> list[str]:
     weights = {"imagenet": "ImageNet (pretrained on 1.2 million everyday photographs; transfer learning)",
                "none": "none: every weight started at random (trained from scratch)"}.get(
         settings.weights, f"the file `{settings.weights}`")
-    lines = [f"InceptionV3 base with a new head (global average pooling, Dense {settings.dense_units}, dropout "
+    lines = [settings.describe_recipe(),  # one plain line: transfer learning or from scratch (hello_dl.recipes)
+             f"InceptionV3 base with a new head (global average pooling, Dense {settings.dense_units}, dropout "
              f"{settings.dropout:g}, one sigmoid unit); starting weights: {weights}.",
              f"Images {settings.image_size} x {settings.image_size} pixels, "
              f"{'padded to a square (aspect ratio kept)' if settings.keep_aspect_ratio else 'stretched to a square'}; "
