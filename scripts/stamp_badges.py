@@ -69,14 +69,18 @@ def stamp_notebook(notebook, stem: str, repository: str, version: str) -> bool:
 def stamp_readme(text: str, repository: str, version: str) -> str:
     """Give the README's table of notebooks a column of Colab and Kaggle links; refresh the Binder link."""
     out = []
+    in_notebook_table = False  # only the table of notebooks: other tables name notebooks too
     for line in text.split("\n"):
+        if not line.startswith("|"):
+            in_notebook_table = False
         if line.startswith(BINDER_START):
             line = f"{BINDER_START}({cloud.BINDER_BADGE})]({cloud.binder_link(repository, version)})"
         elif line.startswith(README_HEADER):
             line = f"{README_HEADER} {README_LINKS_HEADER} |"
+            in_notebook_table = True
         elif line.startswith("| --- | --- |") and out and out[-1].startswith(README_HEADER):
             line = "| --- | --- | --- |"
-        else:
+        elif in_notebook_table:
             match = README_ROW.match(line)
             if match:
                 links = cloud.notebook_links(repository, version, f"notebooks/{match['stem']}.ipynb")

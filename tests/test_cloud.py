@@ -326,3 +326,15 @@ def test_the_binder_configuration_installs_the_pinned_kit_with_data_and_weights(
 def test_in_a_notebook_a_refusal_shows_as_its_message_alone():
     error = CloudSetupError("This notebook cannot run here yet: ...\nHow to fix it: ...")
     assert error._render_traceback_() == ["CloudSetupError: This notebook cannot run here yet: ...\nHow to fix it: ..."]
+
+
+def test_only_the_table_of_notebooks_gets_cloud_links():
+    """Other README tables name notebooks too (the rehearsal table): their rows are left as written."""
+    stamp = _stamp_module()
+    text = ("| notebook | what you do |\n| --- | --- |\n| `04_train` | train the model |\n\n"
+            "| notebook | compute here (measured) |\n| --- | --- |\n| `04_train` | 246 s |\n")
+    stamped = stamp.stamp_readme(text, REPOSITORY, VERSION)
+    first, second = stamped.split("\n\n")
+    assert "[Colab](" in first and "[Kaggle](" in first
+    assert second == "| notebook | compute here (measured) |\n| --- | --- |\n| `04_train` | 246 s |\n"
+    assert stamp.stamp_readme(stamped, REPOSITORY, VERSION) == stamped  # idempotent
