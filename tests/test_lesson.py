@@ -231,6 +231,17 @@ def test_the_training_estimate_grows_with_the_work_and_picks_a_recipe_that_fits(
     assert not hopeless.fits and "notebook 05" in hopeless.format()
 
 
+def test_a_smaller_recipe_from_scratch_never_brings_back_a_frozen_warm_up():
+    settings = load_settings("conference", environ={"HELLO_DL_WEIGHTS": "none"})
+    assert settings.from_scratch and settings.warmup_epochs == 0
+    base = lesson.estimate_training_seconds(settings, 0.3)
+    for share in (0.9, 0.5, 0.01):
+        plan = lesson.plan_training(settings, slot_minutes=base / 60 * share, seconds_per_batch=0.3)
+        assert plan.settings.warmup_epochs == 0 and plan.settings.fine_tune_from == ""
+        assert plan.settings.image_size <= settings.image_size
+    assert lesson.plan_training(settings, slot_minutes=base / 60 * 0.9, seconds_per_batch=0.3).smaller
+
+
 def test_the_training_slot_comes_from_the_guide_or_the_instructor():
     assert lesson.training_slot_seconds(environ={}) == lesson.TRAINING_SLOT_MINUTES * 60
     assert lesson.training_slot_seconds(environ={"HELLO_DL_TRAINING_MINUTES": "9"}) == 540
