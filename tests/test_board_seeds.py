@@ -59,6 +59,17 @@ def test_changing_the_seat_changes_the_seed_and_leaving_it_restores_the_default(
     assert kept.seed == 11  # an explicit seed travels through a change of seat
 
 
+def test_the_headless_runner_lets_each_kernel_derive_the_seats_seed_again():
+    from hello_dl import runner
+
+    seat = load_settings("smoke", environ={}, participant="7")
+    env = runner.kernel_environment(seat, base={})
+    assert env["HELLO_DL_PARTICIPANT"] == "7" and "HELLO_DL_SEED" not in env  # so a changed seat re-derives it
+    assert load_settings(environ=env).seed == seat.seed
+    explicit = runner.kernel_environment(load_settings("smoke", environ={}, participant="7", seed=3), base={})
+    assert explicit["HELLO_DL_SEED"] == "3"
+
+
 def _one_epoch(smoke_settings, participant: str):
     """One real epoch (frozen base, new head) on the shared dataset, as the given seat."""
     settings = smoke_settings(participant=participant, warmup_epochs=1, finetune_epochs=0, batch_size=13,

@@ -41,7 +41,7 @@ KERNEL_NAME = "python3"
 _ALWAYS_PASSED = ("profile", "data_dir", "output_dir")
 # Where a value came from, when it is *not* worth passing on: the kernel derives these again
 # from the profile and the participant, so passing them would only hide their real origin.
-_DERIVED_SOURCES = ("default", "profile:", "group:", "participant ")
+_DERIVED_SOURCES = ("default", "profile:", "group:", "participant ", "seat ")
 
 
 class TutorialError(HelloDLError):
