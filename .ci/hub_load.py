@@ -14,6 +14,10 @@ REST API and kernel websocket (every code cell in order; an error output fails t
   own two volumes only);
 * every server listens on 127.0.0.1 only, runs as the unprivileged user, has the sizing rule's
   CPU and memory limits, and ends with a complete, finished run folder in its own volume.
+* the room's results board (the hub's room-board service, issue 16) ends with every participant's
+  run on it, put there by their own notebook 05 with their own hub token; the instructor's
+  reference record, posted before the hub's restart, is still there after it; a participant's
+  token cannot replace another seat's record, and nobody unsigned can read the board.
 
 All traffic goes to 127.0.0.1. Every wait is bounded in time; threads are joined with a limit.
 Prints per participant the time to a ready server and to the end of 05.
@@ -469,6 +473,52 @@ class Room:
             raise Failure(f"the proxy listens on {proxy_ip}, not on 127.0.0.1 as configured for CI")
         self.findings.append("every server: unprivileged user, host network, 127.0.0.1 only, CPU and memory limits")
 
+    # -- the room's results board (issue 16) -------------------------------------------------------------
+    BOARD = "/services/room-board/api/records"
+
+    def reference_record(self) -> dict:
+        """A reference run's record as `hello-dl room export --reference` sends it (3 epochs, group 1A)."""
+        from hello_dl.room import records  # the kit's .venv runs this script
+
+        curves = {"epoch": [1, 2, 3], "phase": [1, 1, 2], "loss": [0.6, 0.4, 0.3], "accuracy": [0.7, 0.8, 0.9],
+                  "val_loss": [0.6, 0.5, 0.45], "val_accuracy": [0.7, 0.8, 0.8]}
+        return records.validate({"format": records.FORMAT, "version": records.VERSION, "kind": records.REFERENCE,
+                                 "seat": "", "group": "1A", "seed": 42, "profile": "smoke", "run": "load-test",
+                                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "recipe": {},
+                                 "history": curves, "metrics": {"val_images": 10}}, "the load test's record")
+
+    def board_before_the_restart(self) -> None:
+        answer = self.instructor.api("PUT", f"{self.BOARD}/reference-1a", json=self.reference_record(),
+                                     expect=(201,))
+        log(f"the instructor put a reference record on the board ({answer.json()})")
+
+    def check_board(self) -> None:
+        board = self.instructor.api("GET", self.BOARD).json()
+        seats = {r["seat"]: r for r in board["records"] if r["kind"] == "participant"}
+        missing = sorted({p.name for p in self.people} - set(seats))
+        if missing:
+            raise Failure(f"the room's board lacks the runs of {missing} (it has {sorted(seats)})")
+        if not any(r["kind"] == "reference" and r["run"] == "load-test" for r in board["records"]):
+            raise Failure("the reference record put on the board before the hub's restart is gone")
+        if board["skipped"]:
+            raise Failure(f"the board skipped records: {board['skipped']}")
+        by_group: dict[str, set] = {}
+        for seat, record in seats.items():
+            by_group.setdefault(record["group"], set()).add(record["seed"])
+        if sum(len(seeds) for seeds in by_group.values()) != len(seats):
+            raise Failure(f"two seats of one group trained with the same seed: {by_group}")
+        a, b = self.people[0], self.people[1]
+        forged = {**seats[b.name], "seat": b.name}
+        answer = requests.put(f"{self.base}{self.BOARD}/{b.name}", json=forged, timeout=60,
+                              headers={"Authorization": f"token {a.token}"})
+        if answer.status_code != 403:
+            raise Failure(f"{a.name}'s token replaced {b.name}'s record on the board ({answer.status_code})")
+        if requests.get(f"{self.base}{self.BOARD}", timeout=60).status_code < 400:
+            raise Failure("the board answered a request without any token")
+        self.findings.append(f"the room's board holds every participant's run ({len(seats)}, one seed each, from "
+                             "their own notebook 05), the instructor's reference record survived the hub's restart, "
+                             "and a participant cannot replace another seat's record")
+
     def check_run_folders(self) -> None:
         wanted = {"settings.json", "history.json", "metrics.json"}
         finished_marker = self.options.finished_marker
@@ -491,6 +541,7 @@ class Room:
         if self.instructor.api("GET", "/hub/api/user").json().get("admin") is not True:
             raise Failure("the instructor's card does not make its holder the hub's admin")
         self.check_the_door()
+        self.board_before_the_restart()
         threads = [threading.Thread(target=self.session, args=(p,), name=p.name, daemon=True) for p in self.people]
         for thread in threads:
             thread.start()
@@ -510,7 +561,7 @@ class Room:
         if events_error:
             problems.append(events_error)
         if not problems:
-            for check in (self.check_isolation, self.check_containers, self.check_run_folders):
+            for check in (self.check_isolation, self.check_containers, self.check_run_folders, self.check_board):
                 try:
                     check()
                 except Failure as exc:
