@@ -487,7 +487,24 @@ class Room:
                                  "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "recipe": {},
                                  "history": curves, "metrics": {"val_images": 10}}, "the load test's record")
 
+    def wait_for_the_board(self, timeout: float = 120) -> None:
+        """The hub answers before it has started its services and given the proxy their routes: until
+        then /services/room-board/ lands on the hub itself. Wait (bounded) for the board's own answer."""
+        started = time.monotonic()
+        deadline = started + timeout
+        while True:
+            answer = self.instructor.api("GET", self.BOARD, expect=(200, 403, 404, 405), deadline=deadline)
+            try:
+                if answer.status_code == 200 and "records" in answer.json():
+                    break
+            except ValueError:
+                pass  # the hub's own HTML page: no route to the board yet
+            until(deadline, f"the room's board did not answer through the proxy (last: {answer.status_code})")
+            time.sleep(2)
+        log(f"the room's board answers through the proxy ({time.monotonic() - started:.0f}s)")
+
     def board_before_the_restart(self) -> None:
+        self.wait_for_the_board()
         answer = self.instructor.api("PUT", f"{self.BOARD}/reference-1a", json=self.reference_record(),
                                      expect=(201,))
         log(f"the instructor put a reference record on the board ({answer.json()})")
