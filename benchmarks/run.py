@@ -33,14 +33,19 @@ sys.path.insert(0, str(HERE))
 import machine  # noqa: E402  (needs the sys.path line above when run as a script)
 import report  # noqa: E402
 
-SECTIONS = ("pipeline", "training", "end_to_end", "memory", "gflops", "scaling")
+SECTIONS = ("pipeline", "training", "cache", "end_to_end", "memory", "gflops", "scaling")
+
+#: The conference profile four ways: experiment group 1 (augmentation on) and 2 (off), each with
+#: and without the feature cache (``train(..., use_feature_cache=False)``: the whole network fit).
+CONFERENCE_RUNS = list(report.CONFERENCE_RUNS)
 
 #: Which jobs each section needs (the training figures come from the end-to-end runs' epoch clocks).
 SECTION_JOBS = {
     "pipeline": ["pipeline_kit", "pipeline_paper"],
     "training": ["kit_conference", "paper_recipe"],
-    "end_to_end": ["kit_conference", "kit_paper_profile", "paper_recipe"],
-    "memory": ["kit_conference", "kit_paper_profile", "paper_recipe"],
+    "cache": CONFERENCE_RUNS,
+    "end_to_end": [*CONFERENCE_RUNS, "kit_paper_profile", "paper_recipe"],
+    "memory": [*CONFERENCE_RUNS, "kit_paper_profile", "kit_smoke", "paper_recipe"],
     "gflops": ["matmul_ceiling", "model_flops", "kit_conference", "paper_recipe"],
     "scaling": ["kit_conference", "scale_size_a", "scale_size_b", "scale_images_a", "scale_images_b"],
 }
@@ -79,27 +84,48 @@ class Plan:
                    matrix_size=1024)
 
 
-def _jobs(plan: Plan, data_dir: Path, view_root: Path, sections: list[str]) -> dict[str, dict]:
+def weights_path(plan: Plan) -> Path:
+    """The random same-layout weights file the kit runs use, kept in the results folder between runs."""
+    return HERE / "results" / f"inception_v3_notop_random_{plan.image_size}px.h5"
+
+
+def _jobs(plan: Plan, data_dir: Path, view_root: Path, sections: list[str],
+          weights: Path | None = None) -> dict[str, dict]:
     """Every job the chosen sections need: name -> {"kind", "params"}."""
     base = {"image_size": plan.image_size, "batch_size": plan.batch_size, "data_dir": str(data_dir)}
     train_images = _count_train(data_dir)
+    everything = ["train", "evaluate", "explain"]
 
-    def kit(profile: str, epochs, stages, data=data_dir, size=plan.image_size, images=train_images) -> dict:
+    def kit(profile: str, epochs, stages, data=data_dir, size=plan.image_size, images=train_images,
+            group: str = "", cache: bool = True, pretrained: bool = True) -> dict:
         settings = dict(plan.extra_settings)
         if isinstance(epochs, tuple):
             settings.update(warmup_epochs=epochs[0], finetune_epochs=epochs[1])
         elif epochs is not None:
             settings.update(finetune_epochs=epochs)
-        return {"kind": "kit_run", "params": {**base, "profile": profile, "data_dir": str(data), "image_size": size,
-                                              "train_images": images, "stages": stages, "settings": settings}}
+        if group:
+            settings["experiment_group"] = group
+        return {"kind": "kit_run", "params": {
+            **base, "profile": profile, "data_dir": str(data), "image_size": size, "train_images": images,
+            "stages": stages, "settings": settings, "feature_cache": cache,
+            "weights": str(weights) if weights and pretrained else None}}
 
     jobs = {
         "matmul_ceiling": {"kind": "matmul_ceiling", "params": {"matrix_size": plan.matrix_size}},
         "model_flops": {"kind": "model_flops", "params": {**base, "settings": dict(plan.extra_settings)}},
         "pipeline_kit": {"kind": "pipeline_kit", "params": {**base, "epochs": plan.pipeline_epochs}},
         "pipeline_paper": {"kind": "pipeline_paper", "params": {**base, "epochs": plan.pipeline_epochs}},
-        "kit_conference": kit("conference", plan.conference_epochs, ["train", "evaluate", "explain"]),
-        "kit_paper_profile": kit("paper", plan.paper_profile_epochs, ["train", "evaluate", "explain"]),
+        # Group 1A is the conference profile's own recipe (augmentation on, dropout 0.5); 2A turns
+        # augmentation off, so with the cache its training needs the frozen layers only once.
+        "kit_conference": kit("conference", plan.conference_epochs, everything, group="1A"),
+        "kit_conference_group2": kit("conference", plan.conference_epochs, everything, group="2A"),
+        "kit_conference_uncached": kit("conference", plan.conference_epochs, everything, group="1A", cache=False),
+        "kit_conference_group2_uncached": kit("conference", plan.conference_epochs, everything, group="2A",
+                                              cache=False),
+        "kit_paper_profile": kit("paper", plan.paper_profile_epochs, everything),
+        # The smoke profile as it is (no pretrained weights, 1 + 1 epochs, the whole base in phase 2),
+        # at the benchmark's image size: its memory.
+        "kit_smoke": kit("smoke", None, everything, pretrained=False),
         "paper_recipe": {"kind": "paper_run", "params": {**base, "epochs": plan.paper_epochs}},
     }
     # Scaling: the image-size axis at the base image count, the image-count axis at the base size;
@@ -113,6 +139,10 @@ def _jobs(plan: Plan, data_dir: Path, view_root: Path, sections: list[str]) -> d
         jobs[label] = kit("conference", plan.scaling_epochs, ["train"], data=view, images=_count_train(view))
     if not plan.paper_profile:
         del jobs["kit_paper_profile"]
+    if plan.quick:
+        # The uncached runs are the cached runs' code with one switch off, and the smoke profile is
+        # what the tests run anyway: quick runs keep one uncached run so every table has its rows.
+        del jobs["kit_conference_group2_uncached"], jobs["kit_smoke"]
     wanted = {name for section in sections for name in SECTION_JOBS[section]}
     return {name: job for name, job in jobs.items() if name in wanted}
 
@@ -255,8 +285,10 @@ def _default_data_dir() -> Path:
                      "or run `hello-dl fetch` first.")
 
 
-PRIORITY = ["paper_recipe", "kit_paper_profile", "kit_conference", "scale_images_b", "scale_images_a",
-            "scale_size_b", "scale_size_a", "pipeline_paper", "pipeline_kit", "model_flops", "matmul_ceiling"]
+PRIORITY = ["paper_recipe", "kit_paper_profile", "kit_conference_uncached", "kit_conference",
+            "kit_conference_group2_uncached", "kit_conference_group2", "kit_smoke", "scale_images_b",
+            "scale_images_a", "scale_size_b", "scale_size_a", "pipeline_paper", "pipeline_kit", "model_flops",
+            "matmul_ceiling"]
 
 
 def _groups(jobs: dict[str, dict], quick: bool, parallel: int) -> list[list[str]]:
@@ -315,7 +347,8 @@ def main(argv=None) -> int:
         data_dir = _view(source, work_dir / "subset", train_per_class=plan.train_per_class,
                          val_per_class=plan.val_per_class)
 
-    jobs = _jobs(plan, data_dir, work_dir, sections)
+    weights = weights_path(plan)
+    jobs = _jobs(plan, data_dir, work_dir, sections, weights)
     if args.only:
         chosen = {name.strip() for name in args.only.split(",") if name.strip()}
         missing = sorted(chosen - set(jobs))
@@ -339,6 +372,12 @@ def main(argv=None) -> int:
             print(f"  {name}: {status}, {r['wall_seconds']:.0f} s, peak {r.get('peak_rss_mb', 0):.0f} MB", flush=True)
 
     started = time.perf_counter()
+    if any(job["params"].get("weights") for job in jobs.values()) and not weights.is_file():
+        print(f"  writing the random weights file {weights} (once; kept for later runs) ...", flush=True)
+        made = run_group(["weights_file"], {"weights_file": {"kind": "weights_file", "params": {
+            "path": str(weights), "image_size": plan.image_size}}}, work_dir, args.timeout)["weights_file"]
+        if not made["ok"]:
+            raise SystemExit(f"Could not write {weights}: {made['error']} (log: {made['log']})")
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         list(pool.map(one, groups))
 

@@ -7,6 +7,11 @@ MB, and a measurement must not carry the cost of another's imports.
 The kit is measured only through its public functions (``hello_dl.pipeline.build_datasets``,
 ``hello_dl.train.train``, ``hello_dl.evaluate``, ``hello_dl.explain``, ``hello_dl.model``); the
 paper's recipe comes from :mod:`paper_recipe`. Nothing of the kit is re-implemented here.
+
+The kit runs take the pretrained path (``weights`` = a same-layout InceptionV3 file with random
+weights, :func:`weights_file`): that is what users run with the ImageNet weights (frozen warm-up,
+BatchNorm statistics kept, the feature cache), which cannot be downloaded here. Speed does not
+depend on the weight values.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ def peak_rss_mb() -> float:
 
 @contextlib.contextmanager
 def kit_settings(params: dict, **overrides):
-    """Settings for the kit: the chosen profile, no pretrained weights, a throw-away output folder.
+    """Settings for the kit: the chosen profile, ``params["weights"]`` (default none), a throw-away output folder.
 
     The run folders (a saved model is ~90 MB) are deleted afterwards unless ``params`` names an
     ``output_dir``: the benchmark needs their timings, not their files. Weights ``none`` stand in
@@ -46,7 +51,7 @@ def kit_settings(params: dict, **overrides):
     scratch = None if params.get("output_dir") else tempfile.mkdtemp(prefix="hello_dl_bench_out_")
     values = {
         **{name: pretrained[name] for name in recipes.from_scratch_values(profile)},
-        "weights": "none",
+        "weights": params.get("weights") or "none",
         "image_size": params["image_size"],
         "batch_size": params["batch_size"],
         "data_dir": params["data_dir"],
@@ -72,6 +77,25 @@ def _phase_names(settings) -> tuple[str, ...]:
 
 
 # --- the machine ---------------------------------------------------------------------------------------
+def weights_file(params: dict) -> dict:
+    """An InceptionV3-without-top weights file with random weights (seeded), in the layout of the
+    ImageNet file; written once and kept (``params["path"]``), atomically."""
+    import os
+
+    path = Path(params["path"])
+    if not path.is_file():
+        import keras
+
+        keras.utils.set_random_seed(0)
+        size = int(params.get("image_size", 299))
+        base = keras.applications.InceptionV3(include_top=False, weights=None, input_shape=(size, size, 3))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.stem + ".partial.h5")  # Keras picks the format by the suffix
+        base.save(partial)
+        os.replace(partial, path)
+    return {"path": str(path), "bytes": path.stat().st_size}
+
+
 def matmul_ceiling(params: dict) -> dict:
     """The best fp32 GFLOP/s TensorFlow reaches on a large matrix product: a practical ceiling."""
     import tensorflow as tf
@@ -180,11 +204,11 @@ def _test_files(data_dir: Path) -> list[Path]:
     return sorted(p for p in test.rglob("*") if p.is_file()) if test.is_dir() else []
 
 
-def _timed_train(settings, timer: EpochTimer):
+def _timed_train(settings, timer: EpochTimer, use_feature_cache: bool = True):
     """``hello_dl.train.train(settings)`` with ``timer`` as an extra Keras callback in both phases."""
     from hello_dl import train as kit_train
 
-    return kit_train.train(settings, verbose=0, callbacks=[timer])
+    return kit_train.train(settings, verbose=0, callbacks=[timer], use_feature_cache=use_feature_cache)
 
 
 def _apply_switches(switches: dict) -> None:
@@ -216,32 +240,41 @@ def kit_run(params: dict) -> dict:
 
 def _kit_stages(settings, params: dict) -> dict:
     stages = params.get("stages", ["train", "evaluate", "explain"])
+    use_cache = bool(params.get("feature_cache", True))
     timer = EpochTimer(images_per_epoch=params["train_images"], phase_names=_phase_names(settings))
     seconds: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     memory = {"start": peak_rss_mb()}
     with Stopwatch() as clock:
-        result = _timed_train(settings, timer)
-    seconds["train"], memory["train"] = clock.seconds, peak_rss_mb()
+        result = _timed_train(settings, timer, use_cache)
+    seconds["train"], cpu["train"], memory["train"] = clock.seconds, clock.cpu_seconds, peak_rss_mb()
     if "evaluate" in stages:
         from hello_dl import evaluate, runs
 
         with Stopwatch() as clock:
             evaluate.evaluate_run(runs.open_run(result.run_dir, settings))
-        seconds["evaluate"], memory["evaluate"] = clock.seconds, peak_rss_mb()
+        seconds["evaluate"], cpu["evaluate"], memory["evaluate"] = clock.seconds, clock.cpu_seconds, peak_rss_mb()
     if "explain" in stages:
         with Stopwatch() as clock:
             _explain(result, settings)
-        seconds["explain"], memory["explain"] = clock.seconds, peak_rss_mb()
+        seconds["explain"], cpu["explain"], memory["explain"] = clock.seconds, clock.cpu_seconds, peak_rss_mb()
     return {
         "profile": settings.profile,
+        "experiment_group": settings.experiment_group,
+        "augment": settings.augment,
+        "weights": "random file" if params.get("weights") else settings.weights,
+        "feature_cache": use_cache,
         "image_size": settings.image_size,
         "warmup_epochs": settings.warmup_epochs,
         "finetune_epochs": settings.finetune_epochs,
         "steps_per_execution": settings.steps_per_execution,
         "switches": params.get("switches", {}),
         "stage_seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "stage_cpu_seconds": {k: round(v, 1) for k, v in cpu.items()},
         "peak_rss_mb_after": memory,
         "kit_timings": result.metrics.get("timings", {}),
+        # What the kit did in each phase (with the feature cache: where it split, what it stored, how long).
+        "kit_phases": result.metrics.get("phases", []),
         "phases": summarize(timer),
     }
 
@@ -288,6 +321,7 @@ def paper_run(params: dict) -> dict:
 
 
 JOBS = {
+    "weights_file": weights_file,
     "matmul_ceiling": matmul_ceiling,
     "model_flops": model_flops,
     "pipeline_kit": pipeline_kit,
