@@ -39,9 +39,9 @@ def kit_settings(params: dict, **overrides):
     """Settings for the kit: the chosen profile, ``params["weights"]`` (default none), a throw-away output folder.
 
     The run folders (a saved model is ~90 MB) are deleted afterwards unless ``params`` names an
-    ``output_dir``: the benchmark needs their timings, not their files. Weights ``none`` stand in
-    for the ImageNet file here, so the profile's own (pretrained) recipe is pinned: without it the
-    settings would switch to the from-scratch recipe (hello_dl.recipes).
+    ``output_dir``: the benchmark needs their timings, not their files. The profile's own
+    (pretrained) recipe is pinned whatever the weights: with weights ``none`` the settings would
+    otherwise switch to the from-scratch recipe (hello_dl.recipes).
     """
     from hello_dl import recipes
     from hello_dl.settings import load_settings
