@@ -7,13 +7,14 @@ profile against the shared dataset (fetched into a temporary data folder), exact
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from hello_dl import runner
+from hello_dl import evaluate, modelcard, runner, runs
 from hello_dl.settings import load_settings
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
@@ -203,11 +204,40 @@ def test_every_notebook_runs_in_order_under_the_smoke_profile(shared_dataset, tm
     assert "Training the smoke recipe here takes about" in printed["04_train"]  # the estimate before training
     assert "Your run: " in printed["05_training_curves"] and f"_smoke_{group}" in printed["05_training_curves"]
     assert "Not your own run" not in "".join(printed.values())
+    # Issue 12's sections did what they say (the cells are found by their ids).
+    shown = {path.stem[:2]: {c.get("id"): _shown(c) for c in read(folder / path.name).cells if c.cell_type == "code"}
+             for path in NOTEBOOKS}
+    assert "95% CI" in shown["06"]["cell-18"][0] and "image/png" in shown["06"]["cell-18"][1]  # numbers, figure
+    assert "image/png" in shown["06"]["threshold-code"][1]  # the slider's headless fallback: the picture
+    assert "PPV" in shown["06"]["ppv-code"][0] and "2.0%" in shown["06"]["ppv-code"][0]
+    card_shown = shown["06"]["card-code"][0]
+    assert all(f"## {section}" in card_shown for section in modelcard.SECTIONS)
+    assert "Teaching only, not for clinical use" in card_shown
+    (card,) = (tmp_path / "outputs").glob(f"*_smoke_{group}/{runs.MODEL_CARD}")
+    assert card.read_text().strip() == card_shown.strip()  # the card shown is the run's own file
+    metrics = json.loads((card.parent / runs.METRICS).read_text())
+    assert metrics["val_accuracy_ci95_low"] <= metrics["val_accuracy"] <= metrics["val_accuracy_ci95_high"]
+    assert (card.parent / runs.FIGURES / evaluate.INTERVALS_FIGURE).is_file()
+    assert "image/png" in shown["07"]["featuremaps-code"][1] and "early" in shown["07"]["featuremaps-code"][0]
+    if "stress-code" in shown["07"]:
+        assert "image/png" in shown["07"]["stress-code"][1] and "flipped" in shown["07"]["stress-code"][0]
+    assert "Nothing was trained" in shown["07"]["padding-code"][0]  # TRY_PADDING stays False headless
     text = summary.read_text()
     assert "all notebooks ran without error" in text
     assert re.search(r"accuracy\S*: [0-9.]+", text), "the summary should report the training run's metrics"
     # The sources stay clean after a run.
     assert all(not c.get("outputs") for p in NOTEBOOKS for c in read(p).cells if c.cell_type == "code")
+
+
+def _shown(cell) -> tuple[str, set[str]]:
+    """What an executed code cell printed or showed as text, and the kinds of its rich outputs."""
+    text, kinds = [], set()
+    for output in cell.outputs:
+        text.append(output.get("text", ""))
+        data = output.get("data", {})
+        kinds.update(data)
+        text.append(data.get("text/markdown", "") or data.get("text/plain", ""))
+    return "".join(text), kinds
 
 
 def test_a_later_notebook_without_a_trained_model_says_which_notebook_to_run(shared_dataset, tmp_path):
