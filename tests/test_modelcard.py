@@ -91,3 +91,7 @@ def test_a_finished_run_has_a_complete_card_written_before_its_marker(smoke_run)
         low, value, high = (metrics[f"{split}_accuracy{end}"] for end in ("_ci95_low", "", "_ci95_high"))
         assert 0.0 <= low <= value <= high <= 1.0
     assert f"{metrics['val_accuracy']:.0%}" in text and len(metrics["headlines"]) == 3
+    # The stress test ran on the run's own validation and TEST images; the card and metrics.json say what it found.
+    stress_section = text.split("## Stress test", 1)[1].split("## Limitations", 1)[0]
+    assert "Not run for this card" not in stress_section and metrics["stress_test"]["summary"] in stress_section
+    assert 0.0 <= metrics["stress_test"]["worst_flip_rate"] <= 1.0

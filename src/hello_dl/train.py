@@ -46,7 +46,7 @@ from typing import Any, Sequence
 import keras  # at the top here: the callbacks below are Keras classes
 
 from hello_dl import dataset as dataset_module
-from hello_dl import environment, evaluate, feature_cache, modelcard, pipeline, plots, runs
+from hello_dl import environment, evaluate, feature_cache, modelcard, pipeline, plots, runs, stress
 from hello_dl import model as model_module
 from hello_dl import weights as weights_module
 from hello_dl.errors import HelloDLError
@@ -363,9 +363,13 @@ def _train_in(run_dir: Path, network, data, settings: Settings, verbose: int, ca
             evaluate.save_evaluation(other, run_dir)
     evaluate.plot_sets(evaluations, save_path=run_dir / runs.FIGURES / evaluate.INTERVALS_FIGURE)
     metrics.update(evaluate.sets_metrics(evaluations))
+    # The stress test on the validation and TEST images, for the card (notebook 07 draws it).
+    stressed = stress.stress_test(best, settings)
+    metrics["stress_test"] = {"summary": stressed.summary_line(), "passed": stressed.passed,
+                              "worst_flip_rate": stressed.worst_flip_rate}
     runs.write_json(run_dir / runs.METRICS, metrics)
     modelcard.write_model_card(run_dir, settings, metrics, evaluations, dataset_module.summarize(settings),
-                               shortcut=shortcut_check(settings))
+                               shortcut=shortcut_check(settings), stress=stressed)
     runs.mark_finished(run_dir)
     return TrainResult(run_dir=run_dir, history=history, metrics=metrics, model=best)
 
