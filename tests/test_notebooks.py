@@ -219,8 +219,8 @@ def test_every_notebook_runs_in_order_under_the_smoke_profile(shared_dataset, tm
     assert metrics["val_accuracy_ci95_low"] <= metrics["val_accuracy"] <= metrics["val_accuracy_ci95_high"]
     assert (card.parent / runs.FIGURES / evaluate.INTERVALS_FIGURE).is_file()
     assert "image/png" in shown["07"]["featuremaps-code"][1] and "early" in shown["07"]["featuremaps-code"][0]
-    if "stress-code" in shown["07"]:
-        assert "image/png" in shown["07"]["stress-code"][1] and "flipped" in shown["07"]["stress-code"][0]
+    assert "image/png" in shown["07"]["stress-code"][1] and "flipped" in shown["07"]["stress-code"][0]
+    assert "Not run for this card" not in card_shown  # training ran the stress test for the card
     assert "Nothing was trained" in shown["07"]["padding-code"][0]  # TRY_PADDING stays False headless
     text = summary.read_text()
     assert "all notebooks ran without error" in text
