@@ -108,7 +108,7 @@ def test_no_answer_claims_the_validation_set_tests_the_model(path):
         for sentence in re.split(r"(?<=[.;!?])\s+", answer):
             if "validation" not in sentence.lower():
                 continue
-            claim = re.sub(r"\bnot (a|the) test\b|\ba test (image|set)\b", "", sentence)
+            claim = re.sub(r"\bnot (a|the) test\b|\ba (real |separate )?test (image|set)s?\b", "", sentence)
             for pattern in VALIDATION_AS_TEST:
                 assert not re.search(pattern, claim), f"{path.name}: {sentence!r} matches {pattern!r}"
     assert "first real measurement" not in prose(path)
