@@ -173,7 +173,8 @@ def report(result: dict) -> str:
              f"{val['distinct_images']}; AUC {val['auc']}; best epoch {result['best_epoch']} of {result['epochs_run']}",
              "TEST: " + ", ".join(f"{Path(f).name} {p:.3f}" for f, p in result["test"].items()),
              f"training {result['train_wall_s']:.0f} s wall, {result['train_cpu_s']:.0f} s CPU; load "
-             f"{result['load_before']} -> {result['load_after']}; process total {result['total_wall_s']:.0f} s",
+             f"{result['load_before']} -> {result['load_after']}"
+             + (f"; process total {result['total_wall_s']:.0f} s" if "total_wall_s" in result else ""),
              result["stress_text"], result["sources_text"]]
     if result.get("stress_train_text"):
         lines.append("Same stress test on the training images (seen in training, in new formats):")
