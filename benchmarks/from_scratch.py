@@ -377,7 +377,7 @@ def _measure(network, settings, recipe: dict, facts: dict) -> dict:
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
-    from hello_dl import dataset, filetypes, pipeline, stress
+    from hello_dl import dataset, filetypes, pipeline, stats, stress
 
     index = dataset.scan(settings)
     val_files = list(index.val.files)
@@ -396,7 +396,7 @@ def _measure(network, settings, recipe: dict, facts: dict) -> dict:
         "name": recipe["name"], "recipe": recipe, "image_size": settings.image_size,
         "validation": {
             "images": len(val_files), "correct": int(correct.sum()), "accuracy": float(correct.mean()),
-            "ci": list(stress.wilson_interval(int(correct.sum()), len(val_files))),
+            "ci": list(stats.wilson_interval(int(correct.sum()), len(val_files))),
             "distinct_images": int(sum(first)), "distinct_correct": int(correct[np.array(first)].sum()),
             "auc": round(float(roc_auc_score(val_labels, val_scores)), 3),
             "scores": {Path(f).name: round(float(p), 4) for f, p in zip(val_files, val_scores)}},

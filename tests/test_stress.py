@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from hello_dl import stress
+from hello_dl import stats, stress
 from hello_dl.settings import load_settings
 
 
@@ -29,11 +29,11 @@ def with_corner_letter(image: np.ndarray, text="L") -> np.ndarray:
 
 # --- numbers -------------------------------------------------------------------------------------
 def test_wilson_interval_matches_the_textbook_values():
-    low, high = stress.wilson_interval(9, 10)
+    low, high = stats.wilson_interval(9, 10)
     assert low == pytest.approx(0.5958, abs=1e-3) and high == pytest.approx(0.9821, abs=1e-3)
-    low, high = stress.wilson_interval(0, 11)
+    low, high = stats.wilson_interval(0, 11)
     assert low == 0.0 and high == pytest.approx(0.2588, abs=1e-3)
-    assert stress.wilson_interval(0, 0) == (0.0, 1.0)
+    assert stats.wilson_interval(0, 0) == (0.0, 1.0)
 
 
 def test_labels_from_file_names(smoke_settings):

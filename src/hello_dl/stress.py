@@ -31,7 +31,7 @@ import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -41,6 +41,7 @@ from hello_dl import filetypes
 from hello_dl import images as images_module
 from hello_dl import runs
 from hello_dl.settings import Settings
+from hello_dl.stats import Proportion
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras  # here, not at the top: TensorFlow takes seconds to load
@@ -49,37 +50,6 @@ if TYPE_CHECKING:  # pragma: no cover
 MAX_FLIP_RATE = 0.10
 
 ImageChange = Callable[[np.ndarray], np.ndarray]
-
-
-# --- statistics ------------------------------------------------------------------------------------
-def wilson_interval(successes: int, total: int, z: float = 1.959964) -> tuple[float, float]:
-    """95 % Wilson score interval of a proportion (suited to tiny sets; (0, 1) for an empty set)."""
-    if total <= 0:
-        return 0.0, 1.0
-    p = successes / total
-    denominator = 1.0 + z * z / total
-    centre = (p + z * z / (2 * total)) / denominator
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-class Proportion(NamedTuple):
-    """``count`` of ``total`` with its share and 95 % Wilson interval; ``str()`` reads "3/11 (27%, 95% CI ...)"."""
-
-    count: int
-    total: int
-
-    @property
-    def rate(self) -> float:
-        return self.count / self.total if self.total else 0.0
-
-    @property
-    def interval(self) -> tuple[float, float]:
-        return wilson_interval(self.count, self.total)
-
-    def __str__(self) -> str:
-        low, high = self.interval
-        return f"{self.count}/{self.total} ({self.rate:.0%}, 95% CI {low:.0%}-{high:.0%})"
 
 
 # --- image changes (full-size uint8 RGB in, uint8 RGB out, any size) ----------------------------------
@@ -436,7 +406,7 @@ class ChangeResult:
 
     @property
     def flip_rate(self) -> float:
-        return self.flipped.rate
+        return self.flipped.rate if self.flipped.total else 0.0
 
     @property
     def shifts(self) -> np.ndarray:
@@ -575,7 +545,7 @@ class SourceResult:
 
     @property
     def accuracy(self) -> float:
-        return self.right.rate
+        return self.right.rate if self.right.total else 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "label": self.label, "images": self.count, "correct": self.right.count,
@@ -629,10 +599,9 @@ def other_sources_test(model: "keras.Model", settings: Settings, *, splits: Sequ
 
 
 __all__ = [
-    "MAX_FLIP_RATE", "Change", "add_side_marker", "clinic_png", "journal_figure", "ChangeResult", "OtherSourcesResult", "Proportion", "SourceResult", "StressImages",
+    "MAX_FLIP_RATE", "Change", "add_side_marker", "clinic_png", "journal_figure", "ChangeResult", "OtherSourcesResult", "SourceResult", "StressImages",
     "StressResult", "add_border", "as_16bit_file", "as_grayscale_file", "as_jpeg_file", "central_crop",
     "collect_images", "crop_to_aspect", "default_changes", "label_from_name", "lower_contrast", "luminance",
     "mask_corner_marks", "model_inputs", "model_scores", "narrow_window", "other_sources", "other_sources_test",
     "pad_to_square", "rescale", "resize_to", "rotate_within_frame", "stress_arrays", "stress_test",
-    "wilson_interval",
 ]
