@@ -1131,8 +1131,14 @@ def test_a_loss_that_becomes_nan_stops_training_at_once_and_is_never_finished(fe
     untouched(fetched_dataset)
     outputs = tmp_path / "outputs"
     outcome = hello_dl_here(capsys, "train", *_train_sets(fetched_dataset, outputs, "--set", "warmup_epochs=3"))
-    message = refused(outcome, "epoch 1, batch 2 of phase 1", "learning_rate is 0.0001 (from default)",
-                      fix="--set learning_rate=1e-5")
+    # The message names the rate this run trained with and where it came from (the smoke profile has
+    # no pretrained weights, so the from-scratch recipe sets it).
+    from hello_dl.settings import load_settings
+
+    trained_with = load_settings("smoke", environ={})
+    named = (f"learning_rate is {trained_with.learning_rate:g} "
+             f"(from {trained_with.sources.get('learning_rate', 'default')})")
+    message = refused(outcome, "epoch 1, batch 2 of phase 1", named, fix="--set learning_rate=1e-5")
     assert "loss became nan" in message and "not marked finished" in message
     assert "Epoch 2/" not in outcome.out  # stopped at once, not after the planned epochs
     (run,) = [p for p in outputs.iterdir() if p.is_dir()]

@@ -70,8 +70,9 @@ def test_hello_dl_reference_trains_a_group_where_notebook_05_finds_it(shared_dat
     monkeypatch.setenv("HELLO_DL_DATA_SOURCE", str(shared_dataset))
     monkeypatch.setenv("HELLO_DL_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("HELLO_DL_OUTPUT_DIR", str(tmp_path / "outputs"))
-    # One group, and only the frozen phase, to keep the test short; the path is the same for four.
-    code = cli.main(["reference", "--profile", "smoke", "--groups", "2b", "--set", "finetune_epochs=0", "--quiet"])
+    # One group, and one epoch (the smoke profile trains from scratch: one phase), to keep the test
+    # short; the path is the same for four.
+    code = cli.main(["reference", "--profile", "smoke", "--groups", "2b", "--set", "finetune_epochs=1", "--quiet"])
     printed = capsys.readouterr().out
     assert code == 0, printed[-2000:]
 
@@ -90,11 +91,12 @@ def test_hello_dl_reference_trains_a_group_where_notebook_05_finds_it(shared_dat
 
     status = reference.reference_status(settings)
     assert "exist for 2B" in status and "missing: 1A, 1B, 2A" in status and "hello-dl reference" in status
-    # Notebook 05 compares "your run" with the references; here the reference run stands in for yours.
+    # Notebook 05 compares "your run" with the references; when the reference run stands in for yours
+    # (the catch-up path) it is shown once, under its true name.
     yours = runs.open_run(folder, settings)
     curves = reference.curves_to_compare(yours)
-    assert list(curves) == ["your run (2B)", "group 2B (reference)"]
-    assert curves["your run (2B)"] == runs.load_history(folder)
+    assert list(curves) == ["group 2B (reference; not your own run)"]
+    assert curves["group 2B (reference; not your own run)"] == runs.load_history(folder)
     # Another profile has its own reference folder: nothing is mixed up.
     conference = load_settings("conference", environ={}, output_dir=str(tmp_path / "outputs"))
     assert reference.reference_runs(conference) == {}
