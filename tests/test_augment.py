@@ -124,3 +124,14 @@ def test_window_clip_narrows_the_window_and_off_repeats_the_old_draws():
     assert (row_clipped <= 0.5).sum() + (row_clipped >= 254.5).sum() > 2
     assert np.all(np.diff(row_clipped) >= 0)
     assert augment.RandomWindow(clip=0.1).get_config()["clip"] == 0.1
+
+
+def test_gray_puts_the_luminance_in_every_channel_and_only_while_training():
+    coloured = batch_of("noisy") * np.array([1.0, 0.6, 0.3], np.float32)  # a tinted picture
+    layer = augment.RandomGray(probability=1.0, seed=3)
+    np.testing.assert_array_equal(layer(tf.constant(coloured), training=False).numpy(), coloured)
+    gray = layer(tf.constant(coloured), training=True).numpy()
+    np.testing.assert_allclose(gray[..., 0], gray[..., 1])
+    np.testing.assert_allclose(gray[..., 1], gray[..., 2])
+    expected = coloured @ np.array([0.299, 0.587, 0.114], np.float32)
+    np.testing.assert_allclose(gray[..., 0], expected, rtol=1e-5, atol=1e-3)

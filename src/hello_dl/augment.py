@@ -13,7 +13,7 @@ layer                       the cue it blurs
 :class:`RandomResolution`   sharpness: a random downscale then upscale (resolution and blur)
 :class:`RandomJpegQuality`  compression: a random JPEG quality (blockiness, ringing)
 :class:`RandomWindow`       display: random gamma and contrast
-``RandomGrayscale``         colour: Keras' own layer turns some images gray (coloured arrows)
+:class:`RandomGray`         colour: some images turned gray (coloured arrows)
 :class:`RandomFrame`        shape: a random crop of another aspect ratio, then padded with black
                             bars (or stretched), so chest images also show bars and distortion
 :class:`RandomCornerMarks`  labels: letters such as L, R, A pasted into a corner of any image
@@ -164,6 +164,20 @@ class RandomWindow(_ShortcutLayer):
         curved = 255.0 * tf.pow(images / 255.0, gammas)
         return tf.clip_by_value(127.5 + factors * (curved - 127.5), 0.0, 255.0)
 
+
+
+@keras.saving.register_keras_serializable(package="hello_dl")
+class RandomGray(_ShortcutLayer):
+    """Turn some images gray: their luminance (ITU-R 601 weights) in all three channels.
+
+    The kit's own layer rather than ``keras.layers.RandomGrayscale``: that one fails inside a
+    ``tf.data`` map on Keras 3.8, the oldest Keras the kit supports ("part of a cycle").
+    """
+
+    def transform(self, images, batch):
+        chosen = tf.reshape(_chosen(self.generator, batch, self.probability), (-1, 1, 1, 1))
+        luminance = tf.reduce_sum(images * tf.constant([0.299, 0.587, 0.114], tf.float32), axis=-1, keepdims=True)
+        return tf.where(chosen, tf.repeat(luminance, 3, axis=-1), images)
 
 
 @keras.saving.register_keras_serializable(package="hello_dl")
@@ -334,7 +348,7 @@ def shortcut_layers(config: ShortcutAugmentation, seed: int = 0) -> keras.Sequen
         layers.append(RandomWindow(probability=config.window, clip=config.window_clip,
                                    contrast=config.window_contrast, seed=seed + 15, name="random_window"))
     if config.grayscale > 0:
-        layers.append(keras.layers.RandomGrayscale(factor=config.grayscale, seed=seed + 16, name="random_grayscale"))
+        layers.append(RandomGray(probability=config.grayscale, seed=seed + 16, name="random_grayscale"))
     if not layers:
         layers.append(keras.layers.Identity(name="no_shortcut_augmentation"))
     return keras.Sequential(layers, name="shortcut_augmentation")
