@@ -96,15 +96,21 @@ def test_shortcut_steps_join_the_training_augmentation_only_from_scratch():
     assert "shortcut_augmentation" not in pretrained and pretrained[0].startswith("random_rotation")
 
 
-@pytest.mark.slow  # one real training run at 75 px (about a minute)
+@pytest.mark.slow  # one real training run at 75 px (about two minutes)
 def test_from_scratch_recipe_learns_above_chance_with_shortcut_steps_active(shared_dataset, tmp_path):
-    """The recipe as CI runs it (smoke profile, no weights), a few more epochs: validation beats chance."""
+    """The recipe as CI runs it (smoke profile, no weights), more steps: validation beats chance.
+
+    Training from scratch is chaotic at this size: 8 epochs of 5 batches ended at 0.9 accuracy
+    here and at 0.5 (loss 0.66) in one CI run with the same seed (CPU thread scheduling changes
+    the sums). 12 epochs of 9 batches ended at loss <= 0.02 in three runs with two seeds, so the test
+    checks the recipe, not the luck of one short run.
+    """
     import numpy as np
 
     from hello_dl import pipeline, runs, train
 
     settings = load_settings("smoke", environ={}, data_dir=str(shared_dataset), data_source=str(shared_dataset),
-                             output_dir=str(tmp_path), finetune_epochs=8)
+                             output_dir=str(tmp_path), finetune_epochs=12, batch_size=8)
     assert settings.from_scratch and settings.augment and settings.shortcut_augmentation
     data = pipeline.build_datasets(settings)
     # The shortcut-removing steps are in the training pipeline: the same batch comes out changed,
