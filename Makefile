@@ -45,8 +45,14 @@ run: $(STAMP)
 	HELLO_DL_PROFILE=$(PROFILE) $(BIN)/hello-dl data-summary
 	HELLO_DL_PROFILE=$(PROFILE) $(BIN)/hello-dl run
 
+# Tests run in parallel processes (pytest-xdist): `auto` is one per core, capped by memory
+# (tests/conftest.py says how); TEST_WORKERS=0 runs them in this one process. A test file stays
+# in one process (--dist loadfile), so its module-level set-up runs once.
+TEST_WORKERS ?= auto
+XDIST = -n $(TEST_WORKERS) --dist loadfile
+
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 # EDITION=student (default: what participants open) | instructor (with the answers) | source (notebooks/)
 lab: $(STAMP)
@@ -68,7 +74,7 @@ $(COMPAT_STAMP): .ci/requirements-oldest.txt pyproject.toml scripts/install_kern
 # plus the tests marked compat (notebook 04 headless, the Colab route from a fresh environment).
 compat: $(COMPAT_STAMP)
 	HELLO_DL_COMPAT=1 HELLO_DL_COMPAT_WHEELS=$(abspath $(COMPAT_WHEELS)) \
-	  $(COMPAT_BIN)/python -m pytest -m "compat or (not slow and not browser)" $(PYTEST_ARGS)
+	  $(COMPAT_BIN)/python -m pytest $(XDIST) -m "compat or (not slow and not browser)" $(PYTEST_ARGS)
 
 badges: $(STAMP)
 	$(BIN)/python scripts/stamp_badges.py

@@ -26,6 +26,29 @@ SHARED_DATASET = Path(
 )
 
 
+#: Room to leave per test process: its heaviest test trains a fully trainable InceptionV3 at
+#: 75 px with a notebook kernel or a benchmark worker beside it.
+MEMORY_PER_TEST_WORKER = 3 * 2**30
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (``make test``): one test process per usable core, as many as memory allows, at most 4.
+
+    Most of the suite's time is TensorFlow tracing graphs and notebook kernels starting, which use
+    one core each, so a second process keeps a 2-core machine busy; more processes than cores only
+    make each training slower, and each process can need ``MEMORY_PER_TEST_WORKER`` at its peak.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        cores = os.cpu_count() or 1
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        memory = MEMORY_PER_TEST_WORKER
+    return max(1, min(cores, memory // MEMORY_PER_TEST_WORKER, 4))
+
+
 def _shared_dataset_or_skip() -> Path:
     if not (SHARED_DATASET / "TRAIN").is_dir():
         pytest.skip(f"the shared OpenI dataset is not at {SHARED_DATASET} "
