@@ -1184,6 +1184,10 @@ def test_interrupted_training_is_never_finished_and_leaves_no_partial_file(fetch
 
     outputs = tmp_path / "outputs"
     command = command_line("train", *_train_sets(fetched_dataset, outputs, "--set", "warmup_epochs=50"))
+    # Ctrl-C as a terminal delivers it: the child starts with SIGINT at its default, even when this
+    # test runs under a shell that ignores it (a background job: such a child never sees the signal).
+    command = [sys.executable, "-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+               "os.execv(sys.argv[1], sys.argv[1:])", *command]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env=clean_environment(), stdin=subprocess.DEVNULL)
     lines: queue.Queue = queue.Queue()
