@@ -38,15 +38,10 @@ def pytest_xdist_auto_num_workers(config):
     one core each, so a second process keeps a 2-core machine busy; more processes than cores only
     make each training slower, and each process can need ``MEMORY_PER_TEST_WORKER`` at its peak.
     """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS
-        cores = os.cpu_count() or 1
-    try:
-        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        memory = MEMORY_PER_TEST_WORKER
-    return max(1, min(cores, memory // MEMORY_PER_TEST_WORKER, 4))
+    from hello_dl.room.sizing import machine_memory  # the room's sizing rule reads memory the same way
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, machine_memory() // MEMORY_PER_TEST_WORKER, 4))
 
 
 def _shared_dataset_or_skip() -> Path:
