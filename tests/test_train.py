@@ -214,8 +214,49 @@ def test_history_is_on_disk_after_every_epoch_and_phase_column(tmp_path):
     assert seen == [[1], [1, 2]]
     history = runs.load_history(tmp_path)
     assert history["epoch"] == [1, 2] and history["phase"] == [2, 2]
-    assert (tmp_path / runs.BEST_MODEL).is_file()
     assert runs.load_history(tmp_path / runs.HISTORY_CSV)["phase"] == [2.0, 2.0]
+    # The best model is written when a fit ends; an interrupted fit leaves it to train(), which
+    # writes it before passing the interruption on (BestModelKeeper.write).
+    assert not (tmp_path / runs.BEST_MODEL).exists()
+    shared["checkpoint"].write()
+    assert keras.models.load_model(tmp_path / runs.BEST_MODEL, safe_mode=True).count_params() == 4
+
+
+def test_the_best_model_keeper_writes_the_best_epoch_once_and_training_goes_on_from_the_last(tmp_path):
+    """Better epochs are kept in memory; the file gets the best one when the fit ends, atomically."""
+    import keras
+
+    network = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="sigmoid")])
+    network.compile(optimizer="adam", loss="binary_crossentropy")
+    keeper = train.BestModelKeeper(network, tmp_path / runs.BEST_MODEL)
+    keeper.set_model(network)
+    dense = network.layers[-1]
+
+    def epoch(number, value, val_loss, loss=0.5):
+        dense.set_weights([np.full((3, 1), value, "float32"), np.zeros(1, "float32")])
+        keeper.on_epoch_end(number, {"loss": loss, "val_loss": val_loss})
+
+    epoch(0, 1.0, 0.40)
+    epoch(1, 2.0, 0.30)                      # the best
+    epoch(2, 3.0, 0.35)                      # worse: not kept
+    epoch(3, 4.0, float("nan"))              # broken: never kept
+    epoch(4, 5.0, 0.10, loss=float("inf"))   # its training loss broke: never kept
+    assert not (tmp_path / runs.BEST_MODEL).exists()  # nothing written during the fit
+    keeper.on_train_end()
+    saved = keras.models.load_model(tmp_path / runs.BEST_MODEL, safe_mode=True)
+    assert np.all(saved.layers[-1].get_weights()[0] == 2.0) and keeper.best_epoch == 2
+    assert np.all(dense.get_weights()[0] == 5.0)  # the network itself keeps its last weights
+    assert [p.name for p in tmp_path.iterdir()] == [runs.BEST_MODEL]  # no temporary file left
+
+    # A second phase replaces the file only if it does better than the first.
+    before = (tmp_path / runs.BEST_MODEL).stat().st_mtime_ns
+    epoch(5, 6.0, 0.31)
+    keeper.on_train_end()
+    assert (tmp_path / runs.BEST_MODEL).stat().st_mtime_ns == before
+    epoch(6, 7.0, 0.20)
+    keeper.on_train_end()
+    saved = keras.models.load_model(tmp_path / runs.BEST_MODEL, safe_mode=True)
+    assert np.all(saved.layers[-1].get_weights()[0] == 7.0) and keeper.best_epoch == 7
 
 
 def test_missing_weights_stop_before_a_run_folder_exists(tiny_data, tmp_path):

@@ -189,3 +189,27 @@ def gpu_memory_sentence() -> str:
                 f"other kernels can share the GPU.{size}")
     return ("GPU memory: TensorFlow was already using the GPU before the kit could share it, so this process "
             f"may hold nearly all of it. Restart the kernel and run the setup cell first.{size}")
+
+
+def release_free_memory() -> bool:
+    """Hand memory that is free inside this process back to the system (glibc's ``malloc_trim``).
+
+    Between training phases and after saving a model, the C library keeps the freed buffers of
+    the finished step (activations, a copy of the weights) for reuse, so the process's resident
+    memory stays at its high-water mark and the next phase starts above it (issue 18: every
+    participant's gigabytes are multiplied by the room). Returns False where there is no glibc
+    (macOS, Windows, musl): nothing to do there.
+    """
+    import ctypes
+    import ctypes.util
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
+    return True

@@ -22,7 +22,7 @@ fitting it trains the network, with the same batches in the same order
 (:meth:`hello_dl.pipeline.Datasets.train_batches`), the same dropout draws and a fresh optimizer
 of the same kind: the same training as fitting the whole network, within float rounding, only
 faster. The best model saved is still the whole network, which takes images
-(:class:`hello_dl.train.WholeNetworkCheckpoint`). Where nothing below the learning layers is
+(:class:`hello_dl.train.BestModelKeeper`). Where nothing below the learning layers is
 frozen (the ``paper`` profile, training from scratch) nothing can be stored and the network is
 fit as it is.
 """

@@ -13,7 +13,7 @@ Every run writes into a new folder of its own under ``settings.output_dir``::
         settings.json        every setting of the run and where it came from
         history.csv          Keras' CSVLogger: one row per epoch (with a phase column)
         history.json         the same, rewritten after every epoch (plots work mid-run)
-        best_model.keras     the epoch with the lowest validation loss (ModelCheckpoint)
+        best_model.keras     the epoch with the lowest validation loss (BestModelKeeper)
         metrics.json         every set's accuracy, sensitivity, specificity, AUC with 95 % intervals, timings
         evaluation*.json     per set: the same, confusion matrix, predictions (hello_dl.evaluate)
         model_card.md        one page: intended use, data, recipe, results with intervals (hello_dl.modelcard)
@@ -123,37 +123,89 @@ class StopOnInvalidLoss(keras.callbacks.TerminateOnNaN):
             self.model.stop_training = True
 
 
-class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
-    """Keras' ModelCheckpoint, but a reader (or a full disk) never sees half a model file.
+class BestModelKeeper(keras.callbacks.Callback):
+    """Keeps the weights of the epoch with the lowest validation loss, and writes that model at the end of a fit.
 
-    Keras writes the improved model to a hidden temporary file beside ``best_model.keras``; only a
-    complete file is renamed over it. If saving fails (a full disk), the temporary file is
-    removed, the previous best model stays as it was, and the error names the run folder and
-    about how much space the model needs.
+    Keras' ModelCheckpoint writes the whole model (90 MB with InceptionV3) after every better
+    epoch: about a second each time on a 2-core machine, in up to every epoch: a sixth of a
+    feature-cached epoch at 299 px (issue 18). This keeps a copy of
+    the weights in memory instead (about 0.1 s) and writes ``best_model.keras`` once, when the fit
+    ends, and when training is interrupted (:func:`train` calls :meth:`write`). The file is
+    written atomically (temporary file, fsync, rename): a reader or a full disk never sees half
+    a model, and a full disk ends in a plain message naming the space needed.
+
+    One keeper serves both phases, so phase 2 only replaces the saved model if it does better.
+    ``network`` is the model saved whichever model is being fit (with the feature cache a phase
+    fits only the network's upper part: :mod:`hello_dl.feature_cache`); ``None``: the fitted one.
+    An epoch whose training or validation loss is not a finite number is never kept.
     """
 
-    def __init__(self, path: Path, **kwargs):
-        self.final = Path(path)
-        self.temporary = self.final.with_name(f".{self.final.stem}.partial{self.final.suffix}")
-        super().__init__(str(self.temporary), **kwargs)
+    def __init__(self, network, path: Path, monitor: str = "val_loss"):
+        super().__init__()
+        self.network = network
+        self.path = Path(path)
+        self.monitor = monitor
+        self.best = math.inf
+        self.best_epoch: int | None = None
+        self._weights: list | None = None  # the best epoch's weights, not yet on disk
+
+    @property
+    def saved_model(self):
+        return self.network if self.network is not None else self.model
 
     def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        value = logs.get(self.monitor)
+        if value is None or not math.isfinite(float(value)) or not math.isfinite(float(logs.get("loss", 0.0))):
+            return
+        if float(value) < self.best:
+            self.best, self.best_epoch = float(value), epoch + 1
+            self._weights = [variable.numpy() for variable in self.saved_model.weights]  # copies: later epochs cannot change them
+
+    def on_train_end(self, logs=None):
+        self.write()
+
+    def _swap(self, network) -> None:
+        """Exchange the network's weights with the kept ones, one weight at a time (no second full copy)."""
+        for index, variable in enumerate(network.weights):
+            held = variable.numpy()
+            variable.assign(self._weights[index])
+            self._weights[index] = held
+
+    def write(self) -> None:
+        """Write the best weights kept so far into ``best_model.keras`` (nothing to do if they are on disk).
+
+        The file holds the network and its weights, not the optimizer's state: Adam's two moments
+        per weight would triple it (about 270 MB instead of 90) and Keras builds the file in
+        memory, so they would also add about 0.3 GB to the run's peak memory at every save. They
+        are only needed to resume training, which the kit never does from a saved model.
+        """
+        if self._weights is None:
+            return
+        network = self.saved_model
+        temporary = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        # Keras builds the file in memory: first hand the finished epochs' buffers back to the system,
+        # so the file's 90 MB do not come on top of the training's high-water mark.
+        environment.release_free_memory()
+        self._swap(network)  # the best weights in, the last epoch's kept: training goes on from those
         try:
-            super().on_epoch_end(epoch, logs)
-            if self.temporary.exists():
-                with open(self.temporary, "rb") as handle:
-                    os.fsync(handle.fileno())
-                os.replace(self.temporary, self.final)
+            # The same layers as a model that was never compiled: saved without any optimizer.
+            keras.Model(network.inputs, network.outputs, name=network.name).save(temporary)
+            with open(temporary, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(temporary, self.path)
         except OSError as exc:
-            raise runs.storage_error(exc, self.final, model_file_bytes(self.model)) from None
+            raise runs.storage_error(exc, self.path, model_file_bytes(network, with_optimizer=False)) from None
         finally:
+            self._swap(network)
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.temporary)
+                os.unlink(temporary)
+        self._weights = None
 
 
-def model_file_bytes(model: keras.Model) -> int:
-    """About how large a saved checkpoint is: every weight, plus Adam's two moments of each trainable one."""
-    trainable = sum(int(math.prod(w.shape)) for w in model.trainable_weights)
+def model_file_bytes(model: keras.Model, *, with_optimizer: bool = True) -> int:
+    """About how large a saved model is: every weight, plus (``with_optimizer``) Adam's two moments of each trainable one."""
+    trainable = sum(int(math.prod(w.shape)) for w in model.trainable_weights) if with_optimizer else 0
     return 4 * (model.count_params() + 2 * trainable)
 
 
@@ -177,35 +229,18 @@ def _weights_hint(settings: Settings) -> str:
             f"hold broken values: try HELLO_DL_WEIGHTS=imagenet or none.")
 
 
-class WholeNetworkCheckpoint(AtomicModelCheckpoint):
-    """AtomicModelCheckpoint that saves ``network`` whichever model is being fit.
-
-    With the feature cache (:mod:`hello_dl.feature_cache`) a phase fits only the network's upper
-    part, a model made of the network's own layers; the best model saved must still be the whole
-    network, which takes images. With ``network=None`` it is AtomicModelCheckpoint.
-    """
-
-    def __init__(self, network, path: Path, **kwargs):
-        super().__init__(path, **kwargs)
-        self.network = network
-
-    def set_model(self, model):
-        super().set_model(self.network if self.network is not None else model)
-
-
 def callbacks_for_phase(phase: int, run_dir: Path, settings: Settings, shared: dict,
                         extra: Sequence[keras.callbacks.Callback] = ()) -> list:
     """The Keras callbacks of one phase; ``shared`` keeps the ones whose memory spans both phases.
 
     ``extra`` callbacks come first, so they see each epoch before the kit saves anything (a timer
     then measures the epoch, not the writing of the model). ``shared["network"]``, if set, is the
-    model the checkpoint saves (see :class:`WholeNetworkCheckpoint`).
+    model the checkpoint saves (see :class:`BestModelKeeper`).
     """
     if "checkpoint" not in shared:
         # One checkpoint for both phases: it keeps the best validation loss seen so far, so
         # phase 2 only replaces the saved model if it really does better.
-        shared["checkpoint"] = WholeNetworkCheckpoint(shared.get("network"), run_dir / runs.BEST_MODEL,
-                                                      monitor="val_loss", mode="min", save_best_only=True)
+        shared["checkpoint"] = BestModelKeeper(shared.get("network"), run_dir / runs.BEST_MODEL, monitor="val_loss")
         shared["invalid_loss"] = StopOnInvalidLoss()
         shared["history"] = JsonHistory(run_dir / runs.HISTORY_JSON)
         shared["csv"] = keras.callbacks.CSVLogger(str(run_dir / runs.HISTORY_CSV), append=True)
@@ -282,7 +317,7 @@ def train(settings: Settings, *, verbose: int = 2, datasets: Any = None,
         if exc.errno not in _STORAGE_ERRNOS:
             raise
         written = Path(exc.filename) if exc.filename else run_dir / runs.METRICS
-        raise runs.storage_error(exc, written, model_file_bytes(network)) from None
+        raise runs.storage_error(exc, written, model_file_bytes(network, with_optimizer=False)) from None
     say(result.format())
     return result
 
@@ -321,6 +356,7 @@ def _train_in(run_dir: Path, network, data, settings: Settings, verbose: int, ca
 
     history = shared["history"].history if "history" in shared else {}
     best_path = run_dir / runs.BEST_MODEL
+    environment.release_free_memory()  # training's buffers are free: the evaluation starts low
     best = slim_best_model(run_dir, settings)
     evaluation = evaluate.evaluate_model(best, settings, split="val", datasets=data)
     evaluate.save_evaluation(evaluation, run_dir)
@@ -381,18 +417,16 @@ def _stop_if_diverged(shared: dict, settings: Settings, phase: int, run_dir: Pat
 
 
 def slim_best_model(run_dir: Path, settings: Settings):
-    """Reload the best model (safe mode) and save it again without the optimizer's state; return it.
+    """Reload the best model from the run folder (safe mode) and compile it; return it.
 
-    ModelCheckpoint stores Adam's two moment estimates with every weight, tripling the file
-    (about 270 MB instead of 90 MB) for something only needed to resume training. The reloaded
-    model is compiled afresh, so it can still be evaluated or trained further. (Reloading the
-    whole model is also faster here than ``load_weights`` from a ``.keras`` file.)
+    :class:`BestModelKeeper` saves it without the optimizer's state (90 MB rather than 270 MB).
+    Reloading proves the file reads back in safe mode before the run is called finished, and the
+    evaluation then uses exactly what later lessons will load. The model is compiled afresh, so it
+    can still be evaluated or trained further.
     """
-    path = run_dir / runs.BEST_MODEL
-    best = runs.load_model(path)
+    best = runs.load_model(run_dir / runs.BEST_MODEL)
     model_module.compile_model(best, settings.finetune_learning_rate if settings.finetune_epochs
                                else settings.learning_rate, settings.steps_per_execution)
-    runs.save_model(best, path)
     return best
 
 
@@ -410,10 +444,16 @@ def _fit_phase(network, data, phase: int, initial_epoch: int, epochs: int, run_d
         print(cached.sentence(settings))
     fitted, train_data, val_data = (cached.model, cached.train, cached.val) if cached else (network, data.train,
                                                                                              data.val)
+    environment.release_free_memory()  # start the phase without the last one's freed buffers
     # shuffle=False: the training dataset already reshuffles itself every epoch (seeded).
-    fitted.fit(train_data, validation_data=val_data, initial_epoch=initial_epoch, epochs=epochs,
-               callbacks=callbacks_for_phase(phase, run_dir, settings, shared, shared["extra"]), verbose=verbose,
-               shuffle=False)
+    try:
+        fitted.fit(train_data, validation_data=val_data, initial_epoch=initial_epoch, epochs=epochs,
+                   callbacks=callbacks_for_phase(phase, run_dir, settings, shared, shared["extra"]),
+                   verbose=verbose, shuffle=False)
+    except KeyboardInterrupt:
+        # Stopped by hand: the run stays unfinished, but keeps its best model so far with its history.
+        shared["checkpoint"].write()
+        raise
     seconds = round(time.perf_counter() - started, 2)
     timings[f"phase{phase}_seconds"] = seconds
     done = _epochs_done(shared) - initial_epoch
@@ -422,6 +462,6 @@ def _fit_phase(network, data, phase: int, initial_epoch: int, epochs: int, run_d
             "feature_cache": cached.record if cached else None}
 
 
-__all__ = ["AtomicModelCheckpoint", "JsonHistory", "PHASE_NAMES", "PhaseColumn", "StopOnInvalidLoss", "TrainResult",
-           "TrainingDiverged", "WholeNetworkCheckpoint", "callbacks_for_phase", "diverged_message", "model_file_bytes",
+__all__ = ["BestModelKeeper", "JsonHistory", "PHASE_NAMES", "PhaseColumn", "StopOnInvalidLoss", "TrainResult",
+           "TrainingDiverged", "callbacks_for_phase", "diverged_message", "model_file_bytes",
            "slim_best_model", "train"]
