@@ -189,11 +189,12 @@ def publish_folder(ready: str | Path, destination: str | Path) -> Path:
     return destination
 
 
-def save_model(model: "keras.Model", path: str | Path) -> Path:
+def save_model(model: "keras.Model", path: str | Path, *, needed_bytes: int | None = None) -> Path:
     """Save a Keras model to ``path`` (``.keras``) all at once: temporary file beside it, fsync, rename.
 
     Keras writes the file itself (it needs a file name ending in ``.keras``), so this is the
-    model's counterpart of :func:`write_atomic`: a reader never loads half a model.
+    model's counterpart of :func:`write_atomic`: a reader never loads half a model. A full disk
+    ends in :func:`storage_error`, which names ``needed_bytes`` (about the file's size) if given.
     """
     path = Path(path)
     temporary = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
@@ -203,7 +204,7 @@ def save_model(model: "keras.Model", path: str | Path) -> Path:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     except OSError as exc:
-        raise storage_error(exc, path) from None
+        raise storage_error(exc, path, needed_bytes) from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)

@@ -34,10 +34,8 @@ these cases the FINISHED marker is not written, so earlier runs stay "the latest
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,7 +129,7 @@ class BestModelKeeper(keras.callbacks.Callback):
     of a feature-cached epoch at 299 px (issue 18). This keeps a copy of
     the weights in memory instead (about 0.1 s) and writes ``best_model.keras`` once, when the fit
     ends, and when training is interrupted (:func:`train` calls :meth:`write`). The file is
-    written atomically (temporary file, fsync, rename): a reader or a full disk never sees half
+    written atomically by :func:`hello_dl.runs.save_model` (temporary file, fsync, rename): a reader or a full disk never sees half
     a model, and a full disk ends in a plain message naming the space needed.
 
     One keeper serves both phases, so phase 2 only replaces the saved model if it does better.
@@ -183,30 +181,22 @@ class BestModelKeeper(keras.callbacks.Callback):
         if self._weights is None:
             return
         network = self.saved_model
-        temporary = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
         # Keras builds the file in memory: first hand the finished epochs' buffers back to the system,
         # so the file's 90 MB do not come on top of the training's high-water mark.
         environment.release_free_memory()
         self._swap(network)  # the best weights in, the last epoch's kept: training goes on from those
         try:
             # The same layers as a model that was never compiled: saved without any optimizer.
-            keras.Model(network.inputs, network.outputs, name=network.name).save(temporary)
-            with open(temporary, "rb") as handle:
-                os.fsync(handle.fileno())
-            os.replace(temporary, self.path)
-        except OSError as exc:
-            raise runs.storage_error(exc, self.path, model_file_bytes(network, with_optimizer=False)) from None
+            runs.save_model(keras.Model(network.inputs, network.outputs, name=network.name), self.path,
+                            needed_bytes=model_file_bytes(network))
         finally:
             self._swap(network)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
         self._weights = None
 
 
-def model_file_bytes(model: keras.Model, *, with_optimizer: bool = True) -> int:
-    """About how large a saved model is: every weight, plus (``with_optimizer``) Adam's two moments of each trainable one."""
-    trainable = sum(int(math.prod(w.shape)) for w in model.trainable_weights) if with_optimizer else 0
-    return 4 * (model.count_params() + 2 * trainable)
+def model_file_bytes(model: keras.Model) -> int:
+    """About how large the run's saved model is: every weight in float32 (no optimizer state, see :class:`BestModelKeeper`)."""
+    return 4 * model.count_params()
 
 
 def diverged_message(stopped: dict, settings: Settings, phase: int, run_dir: Path) -> str:
@@ -317,7 +307,7 @@ def train(settings: Settings, *, verbose: int = 2, datasets: Any = None,
         if exc.errno not in _STORAGE_ERRNOS:
             raise
         written = Path(exc.filename) if exc.filename else run_dir / runs.METRICS
-        raise runs.storage_error(exc, written, model_file_bytes(network, with_optimizer=False)) from None
+        raise runs.storage_error(exc, written, model_file_bytes(network)) from None
     say(result.format())
     return result
 
