@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, roc_auc_score
 
-from hello_dl import pipeline, plots, runs
+from hello_dl import inference, pipeline, plots, runs
 from hello_dl.dataset import images_under, scan
 from hello_dl.errors import DataError
 from hello_dl.filetypes import file_hash, is_image_file
@@ -70,10 +70,6 @@ def set_name(split: str) -> str:
     return SET_NAMES.get(split, split)
 
 
-#: Up to this many images are predicted in one batch (``predict_on_batch``) instead of ``model.predict``.
-DIRECT_CALL_LIMIT = 32
-
-
 class BrokenModelError(DataError):
     """The model answers NaN or infinity instead of a probability: its weights are broken."""
 
@@ -92,16 +88,9 @@ def check_finite(probabilities: np.ndarray, files: Sequence[Path], where: str = 
 
 
 def _predict(model: "keras.Model", images: np.ndarray, batch_size: int) -> np.ndarray:
-    import keras  # here, not at the top: TensorFlow takes seconds to load
-
-    if len(images) == 0:
-        return np.zeros((0,), dtype=np.float32)
-    if len(images) <= DIRECT_CALL_LIMIT:
-        # One batch, but through Keras' compiled predict step, not an eager model call: measured
-        # at 299 px (benchmarks), eager InceptionV3 holds +1.4 GB for 10 images and +4.6 GB for 32
-        # (the conference run then peaked above 3 GB); predict_on_batch +0.2 / +0.5 GB, same speed.
-        return keras.ops.convert_to_numpy(model.predict_on_batch(images)).reshape(-1)
-    return np.asarray(model.predict(images, batch_size=max(1, batch_size), verbose=0)).reshape(-1)
+    # Through hello_dl.inference: an image already answered by these same weights (the set
+    # evaluated after training, the run reopened by a later lesson) is not run again.
+    return inference.scores(model, images, batch_size)
 
 
 # --- predictions ------------------------------------------------------------------------------------
@@ -532,12 +521,26 @@ def save_evaluation(evaluation: Evaluation, run_dir: str | Path) -> dict[str, An
     run_dir = Path(run_dir)
     figures = run_dir / runs.FIGURES
     suffix = "" if evaluation.split == "val" else f"_{evaluation.split}"
-    evaluation.plot_roc(save_path=figures / f"roc{suffix}.png")
-    evaluation.plot_confusion_matrix(save_path=figures / f"confusion_matrix{suffix}.png")
-    evaluation.plot_predictions(save_path=figures / f"predictions{suffix}.png")
+    drawn = {figures / f"roc{suffix}.png": evaluation.plot_roc,
+             figures / f"confusion_matrix{suffix}.png": evaluation.plot_confusion_matrix,
+             figures / f"predictions{suffix}.png": evaluation.plot_predictions}
     data = evaluation.as_dict()
-    runs.write_json(run_dir / f"{Path(runs.EVALUATION).stem}{suffix}.json", data)
+    written = run_dir / f"{Path(runs.EVALUATION).stem}{suffix}.json"
+    # The same evaluation already on disk (the JSON is written last, after its figures): the
+    # figures show exactly these numbers, so drawing them again (about 1.5 s a set) changes nothing.
+    if _file_text(written) == runs.json_text(data) and all(path.is_file() for path in drawn):
+        return data
+    for path, draw in drawn.items():
+        draw(save_path=path)
+    runs.write_json(written, data)
     return data
+
+
+def _file_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 # --- every set of a run at once ------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from sklearn.manifold import TSNE
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.tree import DecisionTreeClassifier
 
-from hello_dl import evaluate, pipeline, runs
+from hello_dl import evaluate, inference, pipeline, runs
 from hello_dl import model as model_module
 from hello_dl.dataset import scan
 from hello_dl.images import image_info
@@ -266,11 +266,12 @@ def feature_maps_file(path: str | Path, run: runs.Run, *, per_block: int = 6) ->
 
 # --- t-SNE --------------------------------------------------------------------------------------------
 def penultimate_features(model: "keras.Model", images: np.ndarray, batch_size: int = 16) -> np.ndarray:
-    """The Dense 256 ("features") activations for model inputs (0-255 images)."""
-    import keras  # here, not at the top: TensorFlow takes seconds to load
+    """The Dense 256 ("features") activations for model inputs (0-255 images).
 
-    extractor = keras.Model(model.inputs, model.get_layer(model_module.FEATURES_LAYER).output)
-    return np.asarray(extractor.predict(images, batch_size=batch_size, verbose=0))
+    Through :mod:`hello_dl.inference`: images the evaluation already ran through these weights
+    are not run again.
+    """
+    return inference.features(model, images, batch_size)
 
 
 @dataclass

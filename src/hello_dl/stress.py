@@ -39,7 +39,7 @@ from PIL import Image
 from hello_dl import dataset as dataset_module
 from hello_dl import filetypes
 from hello_dl import images as images_module
-from hello_dl import runs
+from hello_dl import inference, runs
 from hello_dl.settings import Settings
 from hello_dl.stats import Proportion
 
@@ -345,19 +345,13 @@ def model_scores(model: "keras.Model", images: np.ndarray, chunk: int = 16) -> n
     Kit models scale their own pixels (0-255 in); a model that expects [-1, 1] (the old layout,
     or one built elsewhere) gets InceptionV3's scaling here.
     """
-    import keras  # here, not at the top: TensorFlow takes seconds to load
     from keras.applications.inception_v3 import preprocess_input
 
     images = np.asarray(images)
-    plain = runs.takes_plain_pixels(model)
-    out = []
-    for start in range(0, len(images), chunk):
-        batch = images[start:start + chunk].astype(np.float32)
-        if not plain:
-            batch = preprocess_input(batch)
-        # predict_on_batch, not an eager call: far less memory for InceptionV3 (see evaluate).
-        out.append(keras.ops.convert_to_numpy(model.predict_on_batch(batch)).reshape(-1))
-    return np.concatenate(out) if out else np.zeros((0,), dtype=np.float32)
+    if not runs.takes_plain_pixels(model):
+        images = preprocess_input(images.astype(np.float32))
+    # Through hello_dl.inference: the originals were already answered by the evaluation.
+    return inference.scores(model, images, chunk)
 
 
 def model_inputs(images: Iterable[np.ndarray], settings: Settings) -> np.ndarray:
