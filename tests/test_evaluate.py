@@ -152,6 +152,25 @@ def test_evaluate_run_recomputes_numbers_and_figures(smoke_run, tmp_path):
     assert (run_copy / "figures" / evaluate.INTERVALS_FIGURE).stat().st_size > 1000
 
 
+def test_saving_the_same_evaluation_again_does_not_redraw_it(run, tmp_path):
+    test = evaluate.evaluate_model(run.model, run.settings, "test")
+    evaluate.save_evaluation(test, tmp_path)
+    figures = sorted((tmp_path / runs.FIGURES).glob("*_test.png"))
+    assert [f.name for f in figures] == ["confusion_matrix_test.png", "predictions_test.png", "roc_test.png"]
+    drawn = {f: f.stat().st_mtime_ns for f in figures}
+    saved = (tmp_path / "evaluation_test.json").read_text()
+    assert evaluate.save_evaluation(test, tmp_path) == json.loads(saved)  # the same numbers: nothing redrawn
+    assert {f: f.stat().st_mtime_ns for f in figures} == drawn
+    figures[1].unlink()  # a figure lost: every figure of the set is drawn again
+    evaluate.save_evaluation(test, tmp_path)
+    assert figures[1].is_file() and all(f.stat().st_mtime_ns > drawn[f] for f in figures if f != figures[1])
+    again = {f: f.stat().st_mtime_ns for f in figures}
+    other = test.at_threshold(0.9)  # other numbers: drawn again and saved
+    evaluate.save_evaluation(other, tmp_path)
+    assert all(f.stat().st_mtime_ns > again[f] for f in figures)
+    assert json.loads((tmp_path / "evaluation_test.json").read_text())["threshold"] == pytest.approx(0.9)
+
+
 def test_every_figure_names_its_set(smoke_run, run):
     test = evaluate.evaluate_model(run.model, run.settings, "test")
     assert "TEST set (2 images)" in test.plot_roc().axes[0].get_title()
