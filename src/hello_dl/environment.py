@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import platform
 import sys
@@ -191,6 +193,43 @@ def gpu_memory_sentence() -> str:
             f"may hold nearly all of it. Restart the kernel and run the setup cell first.{size}")
 
 
+#: Buffers of at least this many bytes get pages of their own from the system (glibc's mmap
+#: threshold), which go back to it the moment the buffer is freed.
+LARGE_BUFFER_BYTES = 256 * 1024
+
+
+def return_large_buffers_promptly() -> bool:
+    """Give every buffer of :data:`LARGE_BUFFER_BYTES` or more its own pages, returned when it is freed.
+
+    glibc raises its mmap threshold as large buffers come and go (up to 32 MB), after which
+    TensorFlow's activations and gradients live in the shared heap, where freed gaps are kept
+    and the resident memory of a training step creeps up step after step. A fixed threshold
+    keeps them out of it: measured at 299 px with the whole base training (the smoke profile,
+    ``benchmarks``), the step's peak fell from 2.49 to 2.29 GiB, no slower. Returns False where
+    there is no glibc (macOS, Windows, musl): nothing to do there.
+    """
+    libc = _glibc()
+    if libc is None:
+        return False
+    set_option = libc.mallopt
+    set_option.argtypes, set_option.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(set_option(_M_MMAP_THRESHOLD, LARGE_BUFFER_BYTES))
+
+
+_M_MMAP_THRESHOLD = -3  # glibc's malloc.h
+
+
+def _glibc():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim, libc.mallopt  # noqa: B018  (glibc has both; other C libraries may not)
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
 def release_free_memory() -> bool:
     """Hand memory that is free inside this process back to the system (glibc's ``malloc_trim``).
 
@@ -200,16 +239,10 @@ def release_free_memory() -> bool:
     participant's gigabytes are multiplied by the room). Returns False where there is no glibc
     (macOS, Windows, musl): nothing to do there.
     """
-    import ctypes
-    import ctypes.util
-
-    if not sys.platform.startswith("linux"):
+    libc = _glibc()
+    if libc is None:
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
-        return False
+    trim = libc.malloc_trim
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     trim(0)
     return True
