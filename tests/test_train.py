@@ -184,6 +184,8 @@ def test_extra_callbacks_see_every_epoch_of_both_phases(tiny_data, tmp_path):
     assert runs.FINISHED not in recorder.files_at_end[-1]
     assert runs.is_finished(result.run_dir)
     assert result.run.folder == result.run_dir and result.run.model is result.model
+    # After the last fit the trained network let go of its optimizer before the model was written.
+    assert recorder.model.optimizer is None and recorder.model.train_function is None
 
 
 def test_history_is_on_disk_after_every_epoch_and_phase_column(tmp_path):
@@ -267,3 +269,30 @@ def test_missing_weights_stop_before_a_run_folder_exists(tiny_data, tmp_path):
     with pytest.raises(WeightsError, match="does not exist"):
         train.train(settings, verbose=0)
     assert not output.exists() or not any(output.iterdir())
+
+
+def test_after_the_last_fit_the_optimizer_state_is_let_go_of_and_the_model_still_answers(tmp_path):
+    """What train() does before writing the best model: Adam's moments and the compiled steps go."""
+    import gc
+    import weakref
+
+    import keras
+
+    network = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dense(1, activation="sigmoid")])
+    network.compile(optimizer="adam", loss="binary_crossentropy")
+    x = np.random.default_rng(1).normal(size=(16, 3)).astype("float32")
+    y = (x[:, :1] > 0).astype("float32")
+    keeper = train.BestModelKeeper(network, tmp_path / runs.BEST_MODEL, write_when_fit_ends=False)
+    network.fit(x, y, validation_data=(x, y), epochs=2, verbose=0, callbacks=[keeper])
+    assert not (tmp_path / runs.BEST_MODEL).exists()  # left to the caller
+    answers = network.predict(x, verbose=0)
+    optimizer, moment = weakref.ref(network.optimizer), weakref.ref(network.optimizer.variables[-1])
+    train.let_go_of_training(network, network)
+    gc.collect()
+    assert optimizer() is None and moment() is None  # nothing holds Adam's state any more
+    assert network.train_function is None
+    np.testing.assert_allclose(network.predict(x, verbose=0), answers, rtol=1e-6)
+    keeper.write()
+    saved = keras.models.load_model(tmp_path / runs.BEST_MODEL, safe_mode=True)
+    assert saved.count_params() == network.count_params()
+    network.save(tmp_path / "whole.keras")  # the network itself can still be saved (uncompiled)

@@ -132,17 +132,23 @@ class BestModelKeeper(keras.callbacks.Callback):
     written atomically by :func:`hello_dl.runs.save_model` (temporary file, fsync, rename): a reader or a full disk never sees half
     a model, and a full disk ends in a plain message naming the space needed.
 
+    ``write_when_fit_ends=False`` leaves the writing to the caller: :func:`train` writes once the
+    fit has returned and, after the last one, once it has let go of the training's optimizer state
+    (:func:`let_go_of_training`), so the file is built in memory below the training's peak.
+
     One keeper serves both phases, so phase 2 only replaces the saved model if it does better.
     ``network`` is the model saved whichever model is being fit (with the feature cache a phase
     fits only the network's upper part: :mod:`hello_dl.feature_cache`); ``None``: the fitted one.
     An epoch whose training or validation loss is not a finite number is never kept.
     """
 
-    def __init__(self, network, path: Path, monitor: str = "val_loss"):
+    def __init__(self, network, path: Path, monitor: str = "val_loss", *, write_when_fit_ends: bool = True):
         super().__init__()
         self.network = network
         self.path = Path(path)
         self.monitor = monitor
+        # False: the caller writes (train() first lets go of the finished fit's optimizer state).
+        self.write_when_fit_ends = write_when_fit_ends
         self.best = math.inf
         self.best_epoch: int | None = None
         self._weights: list | None = None  # the best epoch's weights, not yet on disk
@@ -161,7 +167,8 @@ class BestModelKeeper(keras.callbacks.Callback):
             self._weights = [variable.numpy() for variable in self.saved_model.weights]  # copies: later epochs cannot change them
 
     def on_train_end(self, logs=None):
-        self.write()
+        if self.write_when_fit_ends:
+            self.write()
 
     def _swap(self, network) -> None:
         """Exchange the network's weights with the kept ones, one weight at a time (no second full copy)."""
@@ -230,7 +237,8 @@ def callbacks_for_phase(phase: int, run_dir: Path, settings: Settings, shared: d
     if "checkpoint" not in shared:
         # One checkpoint for both phases: it keeps the best validation loss seen so far, so
         # phase 2 only replaces the saved model if it really does better.
-        shared["checkpoint"] = BestModelKeeper(shared.get("network"), run_dir / runs.BEST_MODEL, monitor="val_loss")
+        shared["checkpoint"] = BestModelKeeper(shared.get("network"), run_dir / runs.BEST_MODEL, monitor="val_loss",
+                                               write_when_fit_ends=shared.get("write_when_fit_ends", True))
         shared["invalid_loss"] = StopOnInvalidLoss()
         shared["history"] = JsonHistory(run_dir / runs.HISTORY_JSON)
         shared["csv"] = keras.callbacks.CSVLogger(str(run_dir / runs.HISTORY_CSV), append=True)
@@ -321,7 +329,10 @@ def _train_in(run_dir: Path, network, data, settings: Settings, verbose: int, ca
               leak_warning: str | None, use_feature_cache: bool) -> TrainResult:
     """Both phases, the evaluation and the run's files; the FINISHED marker only when all of it worked."""
     say = print if verbose else (lambda *a, **k: None)
-    shared: dict = {"extra": callbacks, "network": network, "feature_cache": use_feature_cache}
+    # The best model is written by _fit_phase once each fit has returned (not by the keeper inside
+    # it): after the last fit, the training's own state is let go of first (let_go_of_training).
+    shared: dict = {"extra": callbacks, "network": network, "feature_cache": use_feature_cache,
+                    "write_when_fit_ends": False}
     timings: dict[str, float] = {"data_and_model_seconds": round(time.perf_counter() - started, 2)}
     phases = []
 
@@ -330,7 +341,7 @@ def _train_in(run_dir: Path, network, data, settings: Settings, verbose: int, ca
         say(f"Phase 1, {PHASE_NAMES[1]}: {settings.warmup_epochs} epoch(s) at learning rate "
             f"{settings.learning_rate:g}. {model_module.trainable_summary(network)}")
         phases.append(_fit_phase(network, data, 1, 0, settings.warmup_epochs, run_dir, settings, shared,
-                                 verbose, timings, settings.learning_rate))
+                                 verbose, timings, settings.learning_rate, last=settings.finetune_epochs <= 0))
         _stop_if_diverged(shared, settings, 1, run_dir)
     if settings.finetune_epochs > 0:
         first = _epochs_done(shared)
@@ -421,13 +432,41 @@ def slim_best_model(run_dir: Path, settings: Settings):
     return best
 
 
+def let_go_of_training(*models) -> None:
+    """Drop what only a next fit would need: each model's optimizer (Adam's two moments per weight) and compiled steps.
+
+    Called after the last fit, before the best model is written and the run is evaluated: with
+    the whole InceptionV3 base trainable, Adam's state alone is about 175 MB, and every later
+    step (the model file built in memory, the evaluation of every set, the stress test) would
+    otherwise come on top of it and set the run's peak memory (issue 18). The models still
+    predict (Keras builds a new predict step when asked); they are never trained again (the
+    evaluation uses the saved best model, compiled afresh by :func:`slim_best_model`).
+    """
+    import gc
+
+    for model in dict.fromkeys(models):  # the same model twice (no feature cache) is let go of once
+        if getattr(model, "optimizer", None) is not None:
+            # TensorFlow's checkpoint tracking holds the optimizer by its attribute name: delete the
+            # attribute (not only overwrite it) so the tracking lets go too.
+            del model.optimizer
+            model.optimizer = None
+        # The compile configuration names the optimizer object; the model is left uncompiled.
+        if hasattr(model, "_compile_config"):
+            model._compile_config = None
+        if hasattr(model, "compiled"):
+            model.compiled = False
+        model.train_function = model.test_function = model.predict_function = None
+    gc.collect()
+    environment.release_free_memory()
+
+
 def _epochs_done(shared: dict) -> int:
     history = shared["history"].history if "history" in shared else {}
     return len(history.get("epoch", []))
 
 
 def _fit_phase(network, data, phase: int, initial_epoch: int, epochs: int, run_dir: Path, settings: Settings,
-               shared: dict, verbose: int, timings: dict, learning_rate: float) -> dict:
+               shared: dict, verbose: int, timings: dict, learning_rate: float, last: bool = True) -> dict:
     started = time.perf_counter()
     cached = (feature_cache.prepare_phase(network, data, settings, learning_rate)
               if shared.get("feature_cache") else None)
@@ -445,6 +484,9 @@ def _fit_phase(network, data, phase: int, initial_epoch: int, epochs: int, run_d
         # Stopped by hand: the run stays unfinished, but keeps its best model so far with its history.
         shared["checkpoint"].write()
         raise
+    if last:
+        let_go_of_training(fitted, network)
+    shared["checkpoint"].write()
     seconds = round(time.perf_counter() - started, 2)
     timings[f"phase{phase}_seconds"] = seconds
     done = _epochs_done(shared) - initial_epoch
@@ -454,5 +496,5 @@ def _fit_phase(network, data, phase: int, initial_epoch: int, epochs: int, run_d
 
 
 __all__ = ["BestModelKeeper", "JsonHistory", "PHASE_NAMES", "PhaseColumn", "StopOnInvalidLoss", "TrainResult",
-           "TrainingDiverged", "callbacks_for_phase", "diverged_message", "model_file_bytes",
+           "TrainingDiverged", "callbacks_for_phase", "diverged_message", "let_go_of_training", "model_file_bytes",
            "slim_best_model", "train"]
