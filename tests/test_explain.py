@@ -61,6 +61,44 @@ def test_grad_cam_with_a_frozen_base(model_150):
     assert np.allclose(frozen, unfrozen, atol=1e-5)
 
 
+def test_grad_cam_is_the_eager_computation_and_follows_the_weights(model_150):
+    """The traced step (built once per model and block) gives what an eager tape gives, with today's weights."""
+    import tensorflow as tf
+
+    def eager_map(image):
+        base = model_lib.base_model(model_150)
+        import keras
+
+        inner = keras.Model(base.inputs, [base.get_layer(model_lib.LAST_CONV_BLOCK).output, base.output])
+        layers = list(model_150.layers)
+        batch = tf.convert_to_tensor(image[None])
+        with tf.GradientTape() as tape:
+            tape.watch(batch)
+            x = batch
+            for layer in layers[1:layers.index(base)]:
+                x = layer(x, training=False)
+            block, features = inner(x, training=False)
+            for layer in layers[layers.index(base) + 1:-1]:
+                features = layer(features, training=False)
+            logit = tf.matmul(features, layers[-1].kernel) + layers[-1].bias
+        gradients = tape.gradient(logit, block)
+        sign = 1.0 if float(tf.sigmoid(logit)[0, 0]) >= 0.5 else -1.0
+        weights = tf.reduce_mean(sign * gradients, axis=(1, 2), keepdims=True)
+        return tf.nn.relu(tf.reduce_sum(block * weights, axis=-1))[0].numpy()
+
+    image = _image(5)
+    traced, _ = explain.grad_cam(model_150, image, raw=True)
+    np.testing.assert_allclose(traced, eager_map(image), rtol=1e-4, atol=1e-7)
+    kernel = model_150.layers[-1].kernel
+    before = kernel.numpy()
+    try:
+        kernel.assign(-before)  # "trained further": the same cached step must see the new weights
+        flipped, _ = explain.grad_cam(model_150, image, raw=True)
+        np.testing.assert_allclose(flipped, eager_map(image), rtol=1e-4, atol=1e-7)
+    finally:
+        kernel.assign(before)
+
+
 def test_overlay_is_image_sized_and_blends():
     image = np.full((40, 60, 3), 100, dtype=np.uint8)
     heatmap = np.array([[0.0, 1.0], [0.5, 0.0]], dtype=np.float32)
