@@ -143,6 +143,34 @@ def test_the_stress_test_catches_a_model_that_reads_the_side_marker():
     assert square.changed_count == 0 and square.flip_count == 0 and square.max_shift == 0.0
 
 
+def test_the_stress_test_asks_the_network_once_and_only_about_new_inputs(monkeypatch):
+    from hello_dl import inference
+
+    settings = load_settings("smoke", environ={}, image_size=96)
+    images = [with_corner_letter(gradient_image(256, 256, 60, 120)), gradient_image(256, 300, 70, 130)]
+    model = corner_brightness_model(96)
+    calls: list[int] = []
+    real_run = inference._run
+    monkeypatch.setattr(inference, "_run", lambda *a: calls.append(len(a[2])) or real_run(*a))
+    inference.forget()
+    try:
+        results = stress.stress_arrays(model, images, settings)
+        assert len(calls) == 1  # every change's images in one forward pass
+        distinct = {inference.image_key(im) for im in stress.model_inputs(images, settings)}
+        for change in stress.default_changes():
+            distinct |= {inference.image_key(im) for im in
+                         stress.model_inputs([change.apply(np.asarray(im)) for im in images], settings)}
+        assert calls == [len(distinct)] and len(distinct) < 2 * (1 + len(results))  # unchanged inputs not rerun
+        for result in results:  # and each change still gets its own images' answers
+            expected = stress.model_scores(model, stress.model_inputs(
+                [next(c for c in stress.default_changes() if c.name == result.name).apply(np.asarray(im))
+                 for im in images], settings))
+            np.testing.assert_allclose(result.after, expected, rtol=1e-6)
+        assert len(calls) == 1  # those were all answered from memory
+    finally:
+        inference.forget()
+
+
 def test_stress_and_other_sources_on_the_shared_dataset(smoke_settings):
     import keras
 

@@ -496,14 +496,23 @@ def stress_arrays(model: "keras.Model", originals: Sequence[np.ndarray], setting
     """The core: apply every change to every full-size image and compare the model's scores."""
     changes = list(default_changes() if changes is None else changes)
     base_inputs = model_inputs(originals, settings)
-    before = model_scores(model, base_inputs)
-    results = []
-    for change in changes:
-        changed = model_inputs((change.apply(np.asarray(im)) for im in originals), settings)
-        after = model_scores(model, changed)
+    changed_sets = [model_inputs((change.apply(np.asarray(im)) for im in originals), settings) for change in changes]
+    # One call for every image of every change: the weights are looked up (hashed) once, and an
+    # input a change leaves as it was is answered from memory (hello_dl.inference).
+    scores = _scores_per_set(model, [base_inputs, *changed_sets])
+    before, results = scores[0], []
+    for change, changed, after in zip(changes, changed_sets, scores[1:]):
         differs = np.array([not np.array_equal(a, b) for a, b in zip(base_inputs, changed)], dtype=bool)
         results.append(ChangeResult(change.name, change.label, before, after, differs, float(settings.threshold)))
     return results
+
+
+def _scores_per_set(model: "keras.Model", sets: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """:func:`model_scores` of several equally shaped sets of model inputs, in one call; one array per set."""
+    if not sets:
+        return []
+    scores = model_scores(model, np.concatenate(sets))
+    return np.split(scores, np.cumsum([len(inputs) for inputs in sets])[:-1])
 
 
 def stress_test(model: "keras.Model", settings: Settings, *, splits: Sequence[str] = ("val", "test"),
@@ -583,11 +592,13 @@ def other_sources_test(model: "keras.Model", settings: Settings, *, splits: Sequ
     originals = [data.images[i] for i in keep]
     labels = np.array([data.labels[i] for i in keep], dtype=int)
     threshold = float(settings.threshold)
-    rows = [SourceResult("original", "the files as they are", model_scores(model, model_inputs(originals, settings)),
-                         labels, threshold)]
-    for source in (other_sources() if sources is None else sources):
-        changed = model_inputs((source.apply(np.asarray(im)) for im in originals), settings)
-        rows.append(SourceResult(source.name, source.label, model_scores(model, changed), labels, threshold))
+    sources = list(other_sources() if sources is None else sources)
+    inputs = [model_inputs(originals, settings)] + [
+        model_inputs((source.apply(np.asarray(im)) for im in originals), settings) for source in sources]
+    scores = _scores_per_set(model, inputs)
+    rows = [SourceResult("original", "the files as they are", scores[0], labels, threshold)]
+    for source, source_scores in zip(sources, scores[1:]):
+        rows.append(SourceResult(source.name, source.label, source_scores, labels, threshold))
     described = f"{len(keep)} labelled images of {data.describe()}"
     return OtherSourcesResult(rows, described)
 
