@@ -30,9 +30,9 @@ def passes(monkeypatch):
     seen: list[int] = []
     real_run = inference._run
 
-    def counting_run(model, extractor, batch, batch_size):
+    def counting_run(model, extractor, batch):
         seen.append(len(batch))
-        return real_run(model, extractor, batch, batch_size)
+        return real_run(model, extractor, batch)
 
     inference.forget()
     monkeypatch.setattr(inference, "_run", counting_run)
@@ -53,11 +53,13 @@ def test_answers_are_the_networks_own(network, images, passes):
     np.testing.assert_allclose(inference.scores(network, images), expected_scores, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(inference.features(network, images), expected_features, rtol=1e-4, atol=1e-5)
     assert passes == [6]  # the features came with the scores' forward pass
-    # More images than one direct call takes go through model.predict in batches: same answers.
+    # More images than one forward pass takes: several passes, the last one padded; the same answers.
     many = np.concatenate([images] * 6) + np.arange(36, dtype=np.uint8)[:, None, None, None]
-    assert len(many) > inference.DIRECT_CALL_LIMIT
-    np.testing.assert_allclose(inference.scores(network, many, batch_size=8),
+    assert len(many) % inference.BATCH_IMAGES != 0
+    np.testing.assert_allclose(inference.scores(network, many),
                                np.asarray(network.predict(many, verbose=0)).reshape(-1), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(inference.features(network, many), _features_directly(network, many),
+                               rtol=1e-4, atol=1e-5)
 
 
 def test_only_what_is_new_runs_again(network, images, passes):

@@ -87,10 +87,10 @@ def check_finite(probabilities: np.ndarray, files: Sequence[Path], where: str = 
     return probabilities
 
 
-def _predict(model: "keras.Model", images: np.ndarray, batch_size: int) -> np.ndarray:
+def _predict(model: "keras.Model", images: np.ndarray) -> np.ndarray:
     # Through hello_dl.inference: an image already answered by these same weights (the set
     # evaluated after training, the run reopened by a later lesson) is not run again.
-    return inference.scores(model, images, batch_size)
+    return inference.scores(model, images)
 
 
 # --- predictions ------------------------------------------------------------------------------------
@@ -179,7 +179,7 @@ def predict_files(model: "keras.Model", paths: Iterable[str | Path], settings: S
     files = find_images(paths)
     _check_input_size(model, settings)
     images = pipeline.load_images(files, settings)
-    probabilities = check_finite(_predict(model, images, settings.batch_size), files, where)
+    probabilities = check_finite(_predict(model, images), files, where)
     classes = classify(probabilities, settings)
     truths = [true_class(file, settings) for file in files]  # shown beside the answer when a folder or name says it
     return [Prediction(file, float(p), int(c), settings.class_names[int(c)], true_class=truth,
@@ -410,7 +410,7 @@ def evaluate_model(model: "keras.Model", settings: Settings, split: str = "val",
                         f"Use a labelled split such as val.")
     images, labels = images[known], labels[known].astype(int)
     files = [f for f, k in zip(files, known) if k]
-    probabilities = check_finite(_predict(model, images, settings.batch_size), files, where)
+    probabilities = check_finite(_predict(model, images), files, where)
     evaluation = score(labels, probabilities, settings, split=split, files=files)
     evaluation.images = images
     evaluation.labels_from = labels_from

@@ -304,13 +304,13 @@ def feature_maps_file(path: str | Path, run: runs.Run, *, per_block: int = 6) ->
 
 
 # --- t-SNE --------------------------------------------------------------------------------------------
-def penultimate_features(model: "keras.Model", images: np.ndarray, batch_size: int = 16) -> np.ndarray:
+def penultimate_features(model: "keras.Model", images: np.ndarray) -> np.ndarray:
     """The Dense 256 ("features") activations for model inputs (0-255 images).
 
     Through :mod:`hello_dl.inference`: images the evaluation already ran through these weights
     are not run again.
     """
-    return inference.features(model, images, batch_size)
+    return inference.features(model, images)
 
 
 @dataclass
@@ -335,7 +335,7 @@ def tsne_features(model: "keras.Model", settings: Settings, splits: Sequence[str
         roles += [split] * int(known.sum())
         files += [f for f, k in zip(arrays.files, known) if k]
     stacked = np.concatenate(images)
-    features = penultimate_features(model, stacked, settings.batch_size)
+    features = penultimate_features(model, stacked)
     count = len(features)
     # t-SNE needs perplexity < number of points; ~a third of them suits a few dozen images.
     perplexity = perplexity or float(max(2.0, min(30.0, (count - 1) / 3.0)))

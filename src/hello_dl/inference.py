@@ -31,10 +31,12 @@ from hello_dl import model as model_module
 if TYPE_CHECKING:
     import keras
 
-#: Up to this many images are predicted in one call (``predict_on_batch``) instead of ``model.predict``.
-#: Measured at 299 px (benchmarks): an eager InceptionV3 call holds +1.4 GB for 10 images and
-#: +4.6 GB for 32; the compiled predict step +0.2 / +0.5 GB, at the same speed.
-DIRECT_CALL_LIMIT = 32
+#: Images per forward pass. Every pass has this shape (the last one padded with copies of its last
+#: image), so the compiled predict step is traced once per model, not once per set size: a new
+#: shape costs about 3 s of tracing at 299 px on a 2-core CPU, more than computing the padding.
+#: ``predict_on_batch`` at this size holds about 0.15 GB at 299 px (an eager call would hold 1.4 GB
+#: for 10 images, ``model.predict`` on many images more than 0.25 GB).
+BATCH_IMAGES = 8
 
 #: Answers are remembered for this many distinct sets of weights (the newest ones).
 MODELS_KEPT = 3
@@ -67,14 +69,14 @@ def image_key(image: np.ndarray) -> bytes:
     return digest.digest()
 
 
-def scores(model: "keras.Model", images: np.ndarray, batch_size: int = 16) -> np.ndarray:
+def scores(model: "keras.Model", images: np.ndarray) -> np.ndarray:
     """The model's output (the score for class 1) for each image of ``(N, size, size, 3)``, shape ``(N,)``."""
-    return _answer(model, images, batch_size, want_features=False)[0]
+    return _answer(model, images, want_features=False)[0]
 
 
-def features(model: "keras.Model", images: np.ndarray, batch_size: int = 16) -> np.ndarray:
+def features(model: "keras.Model", images: np.ndarray) -> np.ndarray:
     """The penultimate ("features", Dense 256) activations of each image, shape ``(N, 256)``."""
-    return _answer(model, images, batch_size, want_features=True)[1]
+    return _answer(model, images, want_features=True)[1]
 
 
 def forget() -> None:
@@ -82,7 +84,7 @@ def forget() -> None:
     _answers.clear()
 
 
-def _answer(model: "keras.Model", images: np.ndarray, batch_size: int, *, want_features: bool):
+def _answer(model: "keras.Model", images: np.ndarray, *, want_features: bool):
     images = np.asarray(images)
     extractor = _extractor(model)
     if want_features and extractor is None:
@@ -99,7 +101,7 @@ def _answer(model: "keras.Model", images: np.ndarray, batch_size: int, *, want_f
         first = list(dict.fromkeys(keys[i] for i in missing))
         where = {key: i for i, key in reversed(list(enumerate(keys)))}
         batch = images[[where[key] for key in first]]
-        new_scores, new_features = _run(model, extractor, batch, batch_size)
+        new_scores, new_features = _run(model, extractor, batch)
         for n, key in enumerate(first):
             memory[key] = (float(new_scores[n]), None if new_features is None else new_features[n])
     out_scores = np.array([memory[key][0] for key in keys], dtype=np.float32)
@@ -135,20 +137,25 @@ def _extractor(model: "keras.Model"):
     return extractor
 
 
-def _run(model, extractor, images: np.ndarray, batch_size: int):
-    """One forward pass over ``images``: (scores ``(N,)``, features ``(N, 256)`` or None)."""
+def _run(model, extractor, images: np.ndarray):
+    """Forward passes of :data:`BATCH_IMAGES` images over ``images``: (scores ``(N,)``, features ``(N, 256)`` or None)."""
     import keras  # here, not at the top: TensorFlow takes seconds to load
 
     network = extractor if extractor is not None else model
-    if len(images) <= DIRECT_CALL_LIMIT:
-        outputs = network.predict_on_batch(images)
-    else:
-        outputs = network.predict(images, batch_size=max(1, batch_size), verbose=0)
-    if extractor is None:
-        return np.asarray(keras.ops.convert_to_numpy(outputs)).reshape(-1), None
-    feature_values, score_values = outputs
-    return (np.asarray(keras.ops.convert_to_numpy(score_values)).reshape(-1),
-            np.asarray(keras.ops.convert_to_numpy(feature_values), dtype=np.float32))
+    score_parts, feature_parts = [], []
+    for start in range(0, len(images), BATCH_IMAGES):
+        part = images[start:start + BATCH_IMAGES]
+        count = len(part)
+        if count < BATCH_IMAGES:  # in inference each image is answered on its own: padding changes nothing
+            part = np.concatenate([part, np.repeat(part[-1:], BATCH_IMAGES - count, axis=0)])
+        outputs = network.predict_on_batch(part)
+        if extractor is None:
+            score_parts.append(np.asarray(keras.ops.convert_to_numpy(outputs)).reshape(BATCH_IMAGES, -1)[:count, 0])
+            continue
+        feature_values, score_values = outputs
+        score_parts.append(np.asarray(keras.ops.convert_to_numpy(score_values)).reshape(BATCH_IMAGES, -1)[:count, 0])
+        feature_parts.append(np.asarray(keras.ops.convert_to_numpy(feature_values), dtype=np.float32)[:count])
+    return np.concatenate(score_parts), (np.concatenate(feature_parts) if extractor is not None else None)
 
 
-__all__ = ["DIRECT_CALL_LIMIT", "MODELS_KEPT", "features", "forget", "image_key", "scores", "weights_key"]
+__all__ = ["BATCH_IMAGES", "MODELS_KEPT", "features", "forget", "image_key", "scores", "weights_key"]

@@ -339,7 +339,7 @@ def collect_images(settings: Settings, splits: Sequence[str] = ("val", "test")) 
 
 
 # --- running the model ------------------------------------------------------------------------------
-def model_scores(model: "keras.Model", images: np.ndarray, chunk: int = 16) -> np.ndarray:
+def model_scores(model: "keras.Model", images: np.ndarray) -> np.ndarray:
     """Score (sigmoid output, class 1) of each ``(N, size, size, 3)`` uint8 image.
 
     Kit models scale their own pixels (0-255 in); a model that expects [-1, 1] (the old layout,
@@ -351,7 +351,7 @@ def model_scores(model: "keras.Model", images: np.ndarray, chunk: int = 16) -> n
     if not runs.takes_plain_pixels(model):
         images = preprocess_input(images.astype(np.float32))
     # Through hello_dl.inference: the originals were already answered by the evaluation.
-    return inference.scores(model, images, chunk)
+    return inference.scores(model, images)
 
 
 def model_inputs(images: Iterable[np.ndarray], settings: Settings) -> np.ndarray:
