@@ -41,11 +41,10 @@ SHORTCUT_WARNING_ACCURACY = 0.8
 
 
 # --- Grad-CAM --------------------------------------------------------------------------------------
-# model -> {block name: ((layers before the base, base -> [block, base output], head layers), traced step)}.
-# Built once per model and block: tracing the step costs about 2 s, then each image about 0.2 s
-# (299 px, 2-core CPU), against about 1 s an image run eagerly; the model's weights are read live,
-# so a model trained further still gets its own current maps.
-_cams: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+# model -> {block name: traced Grad-CAM step}. Built once per model and block: tracing the step
+# costs about 2 s, then each image about 0.2 s (299 px, 2-core CPU), against about 1 s an image
+# run eagerly; the model's weights are read live, so a model trained further gets its current maps.
+_cam_steps: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def _cam_parts(model: "keras.Model", layer_name: str):
@@ -55,9 +54,6 @@ def _cam_parts(model: "keras.Model", layer_name: str):
     """
     import keras  # here, not at the top: TensorFlow takes seconds to load
 
-    known = _cams.setdefault(model, {})
-    if layer_name in known:
-        return known[layer_name][0]
     base = model_module.base_model(model)
     try:
         block = base.get_layer(layer_name)
@@ -66,17 +62,15 @@ def _cam_parts(model: "keras.Model", layer_name: str):
                          f"{model_module.LAST_CONV_BLOCK!r}).") from None
     inner = keras.Model(base.inputs, [block.output, base.output])
     layers = list(model.layers)
-    parts = (_before_base(model, base), inner, layers[layers.index(base) + 1:])
-    known[layer_name] = (parts, _traced_cam_step(parts))
-    return parts
+    return _before_base(model, base), inner, layers[layers.index(base) + 1:]
 
 
-def _cam_step(model: "keras.Model", layer_name: str, parts):
-    """The traced step for these parts (the cached one when they are the model's own cached parts)."""
-    known = _cams.get(model, {}).get(layer_name)
-    if known is not None and known[0] is parts:
-        return known[1]
-    return _traced_cam_step(parts)
+def _cam_step(model: "keras.Model", layer_name: str):
+    """The model's traced Grad-CAM step for ``layer_name``, built on first use."""
+    steps = _cam_steps.setdefault(model, {})
+    if layer_name not in steps:
+        steps[layer_name] = _traced_cam_step(_cam_parts(model, layer_name))
+    return steps[layer_name]
 
 
 def _traced_cam_step(parts):
@@ -116,7 +110,7 @@ def _before_base(model: "keras.Model", base: "keras.Model") -> list:
 
 
 def grad_cam(model: "keras.Model", image: np.ndarray, *, layer_name: str = model_module.LAST_CONV_BLOCK,
-             target_class: int | None = None, parts: Any = None, raw: bool = False) -> tuple[np.ndarray, float]:
+             target_class: int | None = None, raw: bool = False) -> tuple[np.ndarray, float]:
     """Grad-CAM heatmap of one image, scaled to [0, 1] (``raw=True``: unscaled), and the model's score for class 1.
 
     ``image`` is a model input: ``(size, size, 3)``, 0-255 (e.g. from
@@ -128,9 +122,8 @@ def grad_cam(model: "keras.Model", image: np.ndarray, *, layer_name: str = model
     """
     import tensorflow as tf  # here, not at the top: TensorFlow takes seconds to load
 
-    parts = parts or _cam_parts(model, layer_name)
     batch = tf.convert_to_tensor(np.asarray(image, dtype=np.float32).reshape((1,) + tuple(np.shape(image)[-3:])))
-    block_output, logit, gradients = _cam_step(model, layer_name, parts)(batch)
+    block_output, logit, gradients = _cam_step(model, layer_name)(batch)
     probability = float(tf.sigmoid(logit)[0, 0])
     if target_class is None:
         target_class = int(probability >= 0.5)
@@ -203,11 +196,11 @@ def grad_cam_files(paths: Iterable[str | Path], run: runs.Run, *,
     """
     model, settings = run.model, run.settings
     files = evaluate.find_images(paths)
-    parts = _cam_parts(model, layer_name)
+    _cam_step(model, layer_name)  # a wrong block name stops here, before any file is read
     results = []
     for file in files:
         image = np.asarray(pipeline.load_for_model(file, settings))
-        cam, probability = grad_cam(model, image, layer_name=layer_name, parts=parts, raw=True)
+        cam, probability = grad_cam(model, image, layer_name=layer_name, raw=True)
         heatmap = _unit(cam)
         label = int(evaluate.classify([probability], settings)[0])
         truth = evaluate.true_class(file, settings)

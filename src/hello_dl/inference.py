@@ -149,12 +149,10 @@ def _run(model, extractor, images: np.ndarray):
         if count < BATCH_IMAGES:  # in inference each image is answered on its own: padding changes nothing
             part = np.concatenate([part, np.repeat(part[-1:], BATCH_IMAGES - count, axis=0)])
         outputs = network.predict_on_batch(part)
-        if extractor is None:
-            score_parts.append(np.asarray(keras.ops.convert_to_numpy(outputs)).reshape(BATCH_IMAGES, -1)[:count, 0])
-            continue
-        feature_values, score_values = outputs
+        feature_values, score_values = outputs if extractor is not None else (None, outputs)
         score_parts.append(np.asarray(keras.ops.convert_to_numpy(score_values)).reshape(BATCH_IMAGES, -1)[:count, 0])
-        feature_parts.append(np.asarray(keras.ops.convert_to_numpy(feature_values), dtype=np.float32)[:count])
+        if feature_values is not None:
+            feature_parts.append(np.asarray(keras.ops.convert_to_numpy(feature_values), dtype=np.float32)[:count])
     return np.concatenate(score_parts), (np.concatenate(feature_parts) if extractor is not None else None)
 
 
