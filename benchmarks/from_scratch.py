@@ -44,7 +44,7 @@ ROOT = HERE.parent
 
 #: Shortcut-removing augmentation presets (probabilities per step; see hello_dl.augment).
 SHORTCUTS = {
-    "off": {"resolution": 0, "jpeg": 0, "window": 0, "grayscale": 0, "frame": 0, "marks": 0},
+    "off": {"resolution": 0, "jpeg": 0, "window": 0, "grayscale": 0, "frame": 0, "border": 0, "marks": 0},
     "all": {},  # ShortcutAugmentation's defaults
 }
 
@@ -53,6 +53,7 @@ DEFAULTS = {
     "image_size": 150, "batch_size": 8, "epochs": 25, "learning_rate": 1e-3, "bn_momentum": 0.9,
     "patience": 8, "start_from_epoch": 4, "kit_augment": True, "shortcuts": "all", "keep_aspect_ratio": False,
     "dropout": 0.5, "seed": 42, "frame_pad": None, "stress_train": False,
+    "kit_set": "",  # kit recipes only: settings to override, "image_size:112,finetune_epochs:12"
 }
 
 #: The conference profile's knobs without weights before the from-scratch switch (kit_today).
@@ -288,11 +289,18 @@ def _settings(recipe: dict, data_dir: Path, output_dir: Path, **extra):
                          data_dir=str(data_dir), output_dir=str(output_dir), seed=int(recipe["seed"]), **extra)
 
 
+def kit_overrides(text: str) -> dict:
+    """``"image_size:112,finetune_epochs:12"`` → settings values (strings; the settings parse them)."""
+    pairs = [part.partition(":") for part in text.split(",") if part.strip()]
+    return {key.strip(): value.strip() for key, _, value in pairs}
+
+
 def _kit_today(recipe: dict, data_dir: Path, output_dir: Path) -> dict:
     from hello_dl import train
 
     settings = _settings(recipe, data_dir, output_dir,
-                         **(BEFORE_THE_SWITCH if recipe.get("before_the_switch") else {}))
+                         **(BEFORE_THE_SWITCH if recipe.get("before_the_switch") else {}),
+                         **kit_overrides(str(recipe.get("kit_set") or "")))
     # Time only the fitting (both phases), as for the candidates: wrap the kit's phase function.
     clock = {"wall": 0.0, "cpu": 0.0}
     fit_phase = train._fit_phase

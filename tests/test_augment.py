@@ -31,7 +31,8 @@ def every_layer(probability=1.0, seed=5):
             augment.RandomWindow(probability=probability, seed=seed),
             augment.RandomFrame(probability=probability, seed=seed),
             augment.RandomFrame(pad=False, probability=probability, seed=seed),
-            augment.RandomCornerMarks(probability=probability, seed=seed)]
+            augment.RandomCornerMarks(probability=probability, seed=seed),
+            augment.RandomBorder(probability=probability, seed=seed)]
 
 
 def test_every_layer_keeps_shape_and_range_and_is_off_outside_training():
@@ -78,6 +79,24 @@ def test_frame_gives_square_images_black_bars_or_stretches_them():
     assert stretched.numpy().min() > 0  # no bars when stretching
 
 
+def test_frame_stretch_share_mixes_bars_and_stretching_with_the_same_windows():
+    white = tf.constant(batch_of("white", count=24))
+
+    def framed(**knobs):
+        return augment.RandomFrame(probability=1.0, seed=2, **knobs)(white, training=True).numpy()
+
+    def has_bars(image):
+        return bool((image.max(axis=(1, 2)) == 0).any() or (image.max(axis=(0, 2)) == 0).any())
+
+    # The share is drawn after everything else: at 0 the padded frames are the old ones, at 1 they are
+    # exactly the stretched frames of the same windows.
+    np.testing.assert_array_equal(framed(stretch_share=0.0), framed())
+    np.testing.assert_array_equal(framed(stretch_share=1.0), framed(pad=False))
+    mixed = [has_bars(image) for image in framed(stretch_share=0.5)]
+    assert 0 < sum(mixed) < len(mixed)  # some framed images have bars, some are stretched
+    assert augment.ShortcutAugmentation(frame_stretch_share=0.5).frame_stretch_share == 0.5
+
+
 def test_resolution_jitter_blurs_fine_detail():
     board = batch_of("checker")
     out = augment.RandomResolution(min_scale=0.3, probability=1.0, seed=2)(tf.constant(board), training=True).numpy()
@@ -99,6 +118,23 @@ def test_corner_marks_land_only_in_the_corners():
     assert changed.any(axis=(1, 2)).all()  # every image got a mark
     centre = changed[:, 30:70, 30:70]
     assert not centre.any()
+
+
+def test_border_bars_are_black_or_white_along_edges_only():
+    gray = batch_of("gray", count=32, size=50)
+    layer = augment.RandomBorder(probability=1.0, max_width=0.2, seed=8)
+    out = layer(tf.constant(gray), training=True).numpy()
+    changed = out[..., 0] != 128.0
+    assert set(np.unique(out[changed])) <= {0.0, 255.0}  # a bar is black or white, all channels alike
+    assert not changed[:, 11:39, 11:39].any()  # never deeper than a fifth of the side
+    # Both shades and every side turn up across the batch; one image's bars share their shade.
+    assert {0.0, 255.0} <= set(np.unique(out))
+    for rows, cols in ((slice(0, 1), slice(None)), (slice(-1, None), slice(None)),
+                       (slice(None), slice(0, 1)), (slice(None), slice(-1, None))):
+        assert changed[:, rows, cols].any()
+    for image, mask in zip(out, changed):
+        assert len(np.unique(image[mask])) <= 1
+    assert augment.RandomBorder(max_width=0.1).get_config()["max_width"] == 0.1
 
 
 def test_recipe_switches_and_words():

@@ -137,9 +137,14 @@ def test_feature_maps_of_an_early_a_middle_and_a_late_block(model_150):
         means = block.maps.mean(axis=(1, 2))
         assert list(means) == sorted(means, reverse=True)  # the most active first
         assert block.shows in block.label and f"{block.size[0]}x{block.size[1]}" in block.label
-    # The maps are the block's own activations of this image (the model's scaling layer applied first).
-    scaled = keras.ops.convert_to_numpy(model_150.layers[1](image[None]))
-    probe = keras.Model(model_lib.base_model(model_150).inputs, model_lib.base_model(model_150).get_layer("mixed2").output)
+    # The maps are the block's own activations of this image (the model's layers before the base,
+    # its scaling and, from scratch, its per-image normalisation, applied first).
+    base = model_lib.base_model(model_150)
+    scaled = image[None].astype("float32")
+    for layer in model_150.layers[1:model_150.layers.index(base)]:
+        scaled = keras.ops.convert_to_numpy(layer(scaled))
+    assert model_lib.NORMALIZE_LAYER in [layer.name for layer in model_150.layers[1:model_150.layers.index(base)]]
+    probe = keras.Model(base.inputs, base.get_layer("mixed2").output)
     expected = np.asarray(probe.predict_on_batch(scaled))[0][..., middle.channels[0]]
     np.testing.assert_allclose(middle.maps[0], expected, rtol=1e-4, atol=1e-5)
     assert "mixed7" in result.format()

@@ -40,8 +40,9 @@ def test_structure_follows_the_paper(scratch_model):
     import keras
 
     names = [layer.name for layer in scratch_model.layers]
-    assert names == ["image", model_lib.PIXEL_SCALING_LAYER, model_lib.BASE_NAME, "average_pool",
-                     model_lib.FEATURES_LAYER, model_lib.OUTPUT_LAYER]
+    # From scratch (weights none) each image is also normalised to its own mean and spread.
+    assert names == ["image", model_lib.PIXEL_SCALING_LAYER, model_lib.NORMALIZE_LAYER, model_lib.BASE_NAME,
+                     "average_pool", model_lib.FEATURES_LAYER, model_lib.OUTPUT_LAYER]
     assert scratch_model.input_shape == (None, 75, 75, 3)
     assert scratch_model.output_shape == (None, 1)
     features = scratch_model.get_layer(model_lib.FEATURES_LAYER)
@@ -73,6 +74,35 @@ def test_the_model_scales_plain_pixels_as_inceptionv3_expects_and_predicts_as_be
     assert np.ptp(before) > 0 and np.allclose(after, before, atol=1e-5)
     text = model_lib.describe_input(scratch_model)
     assert "0-255" in text and "into -1" in text and "into 0" in text and "into 1" in text
+
+
+def test_from_scratch_each_image_is_normalised_so_contrast_alone_changes_nothing(scratch_model):
+    """A lower contrast (a flatter display) reaches the network as (nearly) the same input."""
+    from hello_dl import stress
+
+    images = _batch(7).astype("uint8")
+    flatter = np.stack([stress.lower_contrast(image) for image in images])  # 70 % of the gray range
+    normalise = scratch_model.get_layer(model_lib.NORMALIZE_LAYER)
+    scaled = scratch_model.get_layer(model_lib.PIXEL_SCALING_LAYER)(images.astype("float32"))
+    out = np.asarray(normalise(scaled))
+    assert np.allclose(out.mean(axis=(1, 2, 3)), 0, atol=1e-4) and np.allclose(out.std(axis=(1, 2, 3)), 1, atol=1e-2)
+    # What the base makes of the images (the pooled features): a random network's probabilities all
+    # sit near 0.5, its features do not.
+    def change(network):
+        import keras
+
+        pooled = keras.Model(network.inputs, network.get_layer("average_pool").output)
+        a, b = pooled.predict(images, verbose=0), pooled.predict(flatter, verbose=0)
+        return np.abs(a - b).max() / np.abs(a).max()
+
+    assert change(scratch_model) < 0.01  # what is left: the flatter image rounded to whole gray levels
+    # Without the layer (what pretrained weights get: ImageNet expects the plain [-1, 1] range)
+    # the same flatter images reach the base changed: the layer is what makes the difference.
+    plain = model_lib.build_model(_settings(dropout=0.0, normalize_each_image=False))
+    assert model_lib.NORMALIZE_LAYER not in [layer.name for layer in plain.layers]
+    assert change(plain) > 0.05
+    assert "mean 0 and spread 1" in model_lib.describe_input(scratch_model)
+    assert "normalize_each_image" not in model_lib.describe_input(plain)
 
 
 def test_compiled_with_adam_bce_accuracy_auc(scratch_model):

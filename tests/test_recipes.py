@@ -60,7 +60,7 @@ def test_explicit_values_still_win_and_switching_weights_switches_the_recipe():
     env = {"HELLO_DL_WEIGHTS": "none", "HELLO_DL_IMAGE_SIZE": "150"}
     s = load_settings("conference", environ=env, experiment_group="2A")
     assert s.image_size == 150 and s.sources["image_size"] == "env:HELLO_DL_IMAGE_SIZE"
-    assert s.finetune_epochs == 16 and s.augment is False  # the recipe, and the group's augmentation off
+    assert s.finetune_epochs == 12 and s.augment is False  # the recipe, and the group's augmentation off
     assert "augmentation off" in s.describe_recipe()
     # replace() changes only the knob named (lesson.time_forward_pass builds the same-sized network
     # with weights none); loading the settings is where the recipe is chosen.

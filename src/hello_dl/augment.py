@@ -17,6 +17,7 @@ layer                       the cue it blurs
 :class:`RandomFrame`        shape: a random crop of another aspect ratio, then padded with black
                             bars (or stretched), so chest images also show bars and distortion
 :class:`RandomCornerMarks`  labels: letters such as L, R, A pasted into a corner of any image
+:class:`RandomBorder`       edges: black or white bars along some sides (padding, scanned films)
 ==========================  ================================================================
 
 All of them work on batches of float pixels 0-255 (``(batch, height, width, 3)``, the cached,
@@ -189,10 +190,12 @@ class RandomFrame(_ShortcutLayer):
     stretched to the full size, as the kit stretches a non-square file otherwise. Either way the
     chest images, all square in this dataset, now also come with bars or distortion, so bars and
     distortion no longer mean "abdomen". (Padding only the non-square images would make the bars
-    themselves the cue.) ``min_area`` is the smallest share of the image a window keeps.
+    themselves the cue.) ``min_area`` is the smallest share of the image a window keeps. With
+    ``pad=True`` and ``stretch_share`` > 0, that share of the framed images is stretched instead of
+    padded, so a training set whose files are stretched to a square sees both bars and distortion.
     """
 
-    KNOBS = {"max_aspect": 1.6, "min_area": 0.6, "pad": True}
+    KNOBS = {"max_aspect": 1.6, "min_area": 0.6, "pad": True, "stretch_share": 0.0}
 
     def transform(self, images, batch):
         log_aspect = np.log(self.max_aspect)
@@ -203,8 +206,11 @@ class RandomFrame(_ShortcutLayer):
         chosen = _chosen(self.generator, batch, self.probability)
         height, width = images.shape[1], images.shape[2]
         pad = self.pad
+        # Drawn after the others and only when used, so stretch_share=0 repeats the earlier draws exactly.
+        stretched = (_chosen(self.generator, batch, self.stretch_share) if pad and self.stretch_share > 0
+                     else tf.zeros((batch,), tf.bool))
 
-        def one(image, aspect, area, oy, ox, apply):
+        def one(image, aspect, area, oy, ox, stretch, apply):
             h_f, w_f = tf.constant(float(height)), tf.constant(float(width))
             # A window of the chosen aspect and area, never larger than the image.
             crop_w = tf.minimum(w_f, tf.sqrt(area * h_f * w_f * aspect))
@@ -215,6 +221,7 @@ class RandomFrame(_ShortcutLayer):
             top = tf.cast(tf.round(oy * tf.cast(height - ch, tf.float32)), tf.int32)
             left = tf.cast(tf.round(ox * tf.cast(width - cw, tf.float32)), tf.int32)
             window = tf.image.crop_to_bounding_box(image, top, left, ch, cw)
+            full = tf.image.resize(window, (height, width), method="bilinear", antialias=True)
             if pad:
                 scale = tf.minimum(h_f / tf.cast(ch, tf.float32), w_f / tf.cast(cw, tf.float32))
                 new_h = tf.clip_by_value(tf.cast(tf.round(tf.cast(ch, tf.float32) * scale), tf.int32), 1, height)
@@ -222,13 +229,44 @@ class RandomFrame(_ShortcutLayer):
                 fitted = tf.image.resize(window, (new_h, new_w), method="bilinear", antialias=True)
                 framed = tf.image.pad_to_bounding_box(fitted, (height - new_h) // 2, (width - new_w) // 2,
                                                       height, width)
+                framed = tf.where(stretch, full, framed)
             else:
-                framed = tf.image.resize(window, (height, width), method="bilinear", antialias=True)
+                framed = full
             framed = tf.ensure_shape(tf.clip_by_value(framed, 0.0, 255.0), image.shape)
             return tf.where(apply, framed, image)
 
-        return _per_image(one, (aspects, areas, offsets_y, offsets_x, chosen), images)
+        return _per_image(one, (aspects, areas, offsets_y, offsets_x, stretched, chosen), images)
 
+
+
+@keras.saving.register_keras_serializable(package="hello_dl")
+class RandomBorder(_ShortcutLayer):
+    """Bars of black or white along some edges: each side gets one with probability 1/2, up to ``max_width`` deep.
+
+    Real files come with edges of every kind: black bars where a non-square film was padded, a
+    white rim where a film was scanned on a light box, a dark frame round a journal figure. In this
+    dataset only the abdominal figures have them, so an edge can say "abdomen"; and a network that
+    scales each image to its own mean and spread (the from-scratch recipe) sees a wide bar change
+    the whole image's scaling. Bars on images of both classes, black or white, teach it to ignore
+    both.
+    """
+
+    KNOBS = {"max_width": 0.2}
+
+    def transform(self, images, batch):
+        height, width = images.shape[1], images.shape[2]
+        depths = [_uniform(self.generator, batch, 0.0, self.max_width) for _ in range(4)]  # top, bottom, left, right
+        sides = [_chosen(self.generator, batch, 0.5) for _ in range(4)]
+        white = _chosen(self.generator, batch, 0.5)
+        chosen = _chosen(self.generator, batch, self.probability)
+        depths = [tf.where(side & chosen, depth, 0.0)[:, None] for depth, side in zip(depths, sides)]
+        rows = (tf.range(height, dtype=tf.float32)[None, :] + 0.5) / height  # (1, H): 0 at the top, 1 at the bottom
+        cols = (tf.range(width, dtype=tf.float32)[None, :] + 0.5) / width
+        in_rows = (rows < depths[0]) | (rows > 1.0 - depths[1])  # (batch, H)
+        in_cols = (cols < depths[2]) | (cols > 1.0 - depths[3])  # (batch, W)
+        bar = in_rows[:, :, None] | in_cols[:, None, :]  # (batch, H, W)
+        shade = tf.where(white, 255.0, 0.0)[:, None, None, None]
+        return tf.where(bar[..., None], shade, images)
 
 
 #: Letters drawn by :class:`RandomCornerMarks` (side markers and figure-panel labels).
@@ -299,21 +337,24 @@ class ShortcutAugmentation:
 
     resolution: float = 0.5
     jpeg: float = 0.3
-    window: float = 0.5
+    window: float = 0.6
     grayscale: float = 0.3
     frame: float = 0.5
+    border: float = 0.3
     marks: float = 0.3
     pad: bool = True  # RandomFrame pads (as keep_aspect_ratio does) or stretches
-    window_clip: float = 0.0  # RandomWindow also narrows the window by up to this share at each end
-    window_contrast: float = 0.3  # RandomWindow's contrast range: x(1 ± this)
+    frame_stretch_share: float = 0.0  # with pad: this share of the framed images is stretched instead
+    window_clip: float = 0.25  # RandomWindow also narrows the window by up to this share at each end
+    window_contrast: float = 0.4  # RandomWindow's contrast range: x(1 ± this)
 
     #: Plain words for each step, in the order they run.
     WORDS = {
-        "frame": "random crop of another shape with black bars or stretching (shape and border)",
+        "frame": "random crop of another shape, then black bars or stretching (shape and border)",
+        "border": "black or white bars along some edges (padding, scanned-film rims)",
         "marks": "letters pasted into a corner (side marker and burnt-in labels)",
         "resolution": "random lower resolution (sharpness and blur)",
         "jpeg": "random JPEG compression (compression artefacts)",
-        "window": "random gamma and contrast (display)",
+        "window": "random gamma, contrast and narrower window (display)",
         "grayscale": "random grayscale (colour marks)",
     }
 
@@ -337,7 +378,10 @@ def shortcut_layers(config: ShortcutAugmentation, seed: int = 0) -> keras.Sequen
     seed = int(seed)
     layers: list = []
     if config.frame > 0:
-        layers.append(RandomFrame(pad=config.pad, probability=config.frame, seed=seed + 11, name="random_frame"))
+        layers.append(RandomFrame(pad=config.pad, stretch_share=config.frame_stretch_share, probability=config.frame,
+                                  seed=seed + 11, name="random_frame"))
+    if config.border > 0:
+        layers.append(RandomBorder(probability=config.border, seed=seed + 17, name="random_border"))
     if config.marks > 0:
         layers.append(RandomCornerMarks(probability=config.marks, seed=seed + 12, name="random_corner_marks"))
     if config.resolution > 0:
@@ -355,6 +399,6 @@ def shortcut_layers(config: ShortcutAugmentation, seed: int = 0) -> keras.Sequen
 
 
 __all__ = [
-    "MARK_TEXTS", "RandomCornerMarks", "RandomFrame", "RandomJpegQuality", "RandomResolution", "RandomWindow",
+    "MARK_TEXTS", "RandomBorder", "RandomCornerMarks", "RandomFrame", "RandomJpegQuality", "RandomResolution", "RandomWindow",
     "ShortcutAugmentation", "shortcut_layers",
 ]

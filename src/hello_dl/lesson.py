@@ -418,11 +418,11 @@ SMALLER_RECIPES = (
 )
 #: Without pretrained weights there is no warm-up to shorten (a frozen random base teaches
 #: nothing): smaller images first (112 px reached the same validation accuracy as 128 px in
-#: docs/from_scratch.md), fewer epochs only as the last resort (not measured: the best epochs
-#: there were 15-16, so a 12-epoch run may stop short of its best).
+#: docs/from_scratch.md), fewer epochs only as the last resort (not measured: the best epochs of
+#: the 12-epoch recipe there were 11-12, so a 9-epoch run may stop short of its best).
 SMALLER_FROM_SCRATCH_RECIPES = (
     {"image_size": 112},
-    {"image_size": 112, "finetune_epochs": 12},
+    {"image_size": 112, "finetune_epochs": 9},
 )
 
 

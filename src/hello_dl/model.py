@@ -2,6 +2,7 @@
 
     image (size x size x 3, plain RGB pixel values 0-255)
       -> "scale_pixels_to_minus1_1": x / 127.5 - 1, InceptionV3's own input range (a Rescaling layer)
+      -> (from scratch only) "normalize_each_image": each image to its own mean 0 and spread 1
       -> InceptionV3 base (ImageNet weights, or none)
       -> global average pooling -> Dense 256 ReLU ("features") -> Dropout 0.5 -> Dense 1 sigmoid
 
@@ -39,7 +40,8 @@ if TYPE_CHECKING:  # pragma: no cover
 BASE_NAME = "inception_v3"
 FEATURES_LAYER = "features"  # the penultimate Dense layer (t-SNE uses its output)
 OUTPUT_LAYER = "probability"
-LAST_CONV_BLOCK = "mixed10"  # InceptionV3's last convolutional block (Grad-CAM looks here)
+LAST_CONV_BLOCK = "mixed10"
+NORMALIZE_LAYER = "normalize_each_image"  # from scratch: each image to its own mean and spread  # InceptionV3's last convolutional block (Grad-CAM looks here)
 
 
 def strategy(devices: Sequence[str] | None = None) -> "tf.distribute.Strategy":
@@ -78,6 +80,8 @@ def build_model(settings: Settings, distribution: "tf.distribute.Strategy | None
             set_batchnorm_momentum(base, settings.bn_momentum_from_scratch)
         inputs = keras.Input(shape=(size, size, 3), name="image")
         x = pixel_scaling_layer()(inputs)
+        if settings.normalize_each_image:
+            x = each_image_normalized(x)
         # Pretrained: BatchNorm must keep its ImageNet statistics, even once the base is unfrozen.
         x = base(x, training=False) if pretrained else base(x)
         x = keras.layers.GlobalAveragePooling2D(name="average_pool")(x)
@@ -90,6 +94,22 @@ def build_model(settings: Settings, distribution: "tf.distribute.Strategy | None
     if verbose:
         print(describe_start(settings))
     return model
+
+
+def each_image_normalized(x: "keras.KerasTensor") -> "keras.KerasTensor":
+    """Each image minus its own mean, divided by its own spread (all pixels and channels together).
+
+    Why: the stress test found networks trained from scratch answering differently when only the
+    contrast changed, a cue of how a file was made, not of anatomy. After this layer a lower
+    contrast or a brighter display gives (nearly) the same input. Keras' own LayerNormalization
+    over height, width and channels, with nothing to learn, is exactly that, and a saved model
+    loads anywhere in safe mode. ImageNet weights expect the plain [-1, 1] range, so the
+    pretrained recipe never uses it.
+    """
+    import keras  # here, not at the top: TensorFlow takes seconds to load
+
+    return keras.layers.LayerNormalization(axis=[1, 2, 3], center=False, scale=False,
+                                           name=NORMALIZE_LAYER)(x)
 
 
 def describe_start(settings: Settings) -> str:
@@ -109,7 +129,10 @@ def describe_input(model: "keras.Model") -> str:
     size = model.input_shape[1]
     return (f"The model takes {size}x{size} colour images with plain pixel values 0-255. Its first layer, "
             f"{PIXEL_SCALING_LAYER!r}, turns black (0) into {black:g}, mid-grey (127.5) into {grey:g} and white "
-            f"(255) into {white:g}: the range InceptionV3 was trained with.")
+            f"(255) into {white:g}: the range InceptionV3 was trained with."
+            + (f" Then {NORMALIZE_LAYER!r} shifts and stretches each image to its own mean 0 and spread 1, so a "
+               "flatter or brighter display reaches the network as the same input."
+               if NORMALIZE_LAYER in {layer.name for layer in model.layers} else ""))
 
 
 def _inception_base(size: int, weights_path: str | None) -> "keras.Model":
@@ -253,8 +276,8 @@ def trainable_summary(model: "keras.Model") -> ParameterCounts:
 
 
 __all__ = [
-    "BASE_NAME", "FEATURES_LAYER", "LAST_CONV_BLOCK", "OUTPUT_LAYER", "PIXEL_SCALING_LAYER", "ParameterCounts",
-    "base_model", "build_model", "compile_model", "describe_input", "describe_start", "freeze_base", "keeps_batchnorm_statistics",
+    "BASE_NAME", "FEATURES_LAYER", "LAST_CONV_BLOCK", "NORMALIZE_LAYER", "OUTPUT_LAYER", "PIXEL_SCALING_LAYER", "ParameterCounts",
+    "base_model", "build_model", "compile_model", "describe_input", "describe_start", "each_image_normalized", "freeze_base", "keeps_batchnorm_statistics",
     "set_batchnorm_momentum", "strategy",
     "trainable_summary", "unfreeze_base",
 ]

@@ -148,7 +148,10 @@ def augmentation_layers(settings: Settings) -> "keras.Sequential":
     if settings.shortcut_augmentation:
         from hello_dl import augment  # here, not at the top: it imports TensorFlow
 
-        layers.append(augment.shortcut_layers(augment.ShortcutAugmentation(pad=settings.keep_aspect_ratio), seed))
+        # Files stretched to a square (the default) get framed images with bars half the time and
+        # stretched the other half, so neither bars nor distortion says which class; padded files, bars.
+        framing = augment.ShortcutAugmentation(pad=True, frame_stretch_share=0.0 if settings.keep_aspect_ratio else 0.5)
+        layers.append(augment.shortcut_layers(framing, seed))
     if not layers:
         layers.append(keras.layers.Identity())
     return keras.Sequential(layers, name="augmentation")

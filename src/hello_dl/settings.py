@@ -186,6 +186,7 @@ class Settings:
     # --- the images -------------------------------------------------------------------------
     image_size: int = 299  # InceptionV3's native input size (pixels per side)
     keep_aspect_ratio: bool = False  # pad instead of stretch (removes the size shortcut)
+    normalize_each_image: bool = False  # each image to its own mean 0, spread 1 (contrast cue gone); on when from scratch
     class_folders: tuple[str, ...] = ("openI_CXR", "openI_abd_xray")  # index order: 0, 1
     class_names: tuple[str, ...] = ("chest", "abdomen")  # display names, same order
     train_folder: str = "TRAIN"
