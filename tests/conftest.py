@@ -6,6 +6,7 @@ HELLO_DL_DATA_SOURCE; the fixtures below pass it on explicitly where it is wante
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import os
 import shutil
@@ -193,25 +194,24 @@ SMOKE_RUN_OVERRIDES = {"finetune_epochs": 7, "batch_size": 13, "augment": "false
                        "learning_rate": 1e-4, "finetune_learning_rate": 1e-4, "bn_momentum_from_scratch": 0.5}
 
 
-@pytest.fixture(scope="session")
-def smoke_run(fetched_dataset, tmp_path_factory):
-    """ONE real training run (``hello-dl train --profile smoke``), shared by every test that needs one.
+def _smoke_run_command(data_dir: Path, output_dir: Path) -> tuple[dict, list[str]]:
+    """The shared run's settings values and its ``hello-dl`` command line (without the program name)."""
+    values = {"data_dir": str(data_dir), "output_dir": str(output_dir), **SMOKE_RUN_OVERRIDES}
+    argv = ["train", "--profile", "smoke"]
+    for key, value in values.items():
+        argv += ["--set", f"{key}={value}"]
+    return values, argv
 
-    Returns a namespace with ``run_dir``, ``output`` (what the command printed), ``exit_code``,
-    ``argv`` and ``settings`` (the settings the run used).
-    """
-    import contextlib
+
+def _train_smoke_run(data_dir: Path, output_dir: Path):
+    """``hello-dl train --profile smoke`` with ``SMOKE_RUN_OVERRIDES`` into ``output_dir``; see ``smoke_run``."""
     import io
     from types import SimpleNamespace
 
     from hello_dl import cli
     from hello_dl.settings import load_settings
 
-    output_dir = tmp_path_factory.mktemp("runs")
-    values = {"data_dir": str(fetched_dataset), "output_dir": str(output_dir), **SMOKE_RUN_OVERRIDES}
-    argv = ["train", "--profile", "smoke"]
-    for key, value in values.items():
-        argv += ["--set", f"{key}={value}"]
+    values, argv = _smoke_run_command(data_dir, output_dir)
     buffer = io.StringIO()
     with pytest.MonkeyPatch.context() as patch:
         for key in list(os.environ):
@@ -224,6 +224,108 @@ def smoke_run(fetched_dataset, tmp_path_factory):
     runs = sorted(p for p in output_dir.iterdir() if p.is_dir())
     return SimpleNamespace(run_dir=runs[-1] if runs else None, output=buffer.getvalue(), exit_code=exit_code,
                            argv=argv, settings=settings, runs=runs)
+
+
+def xdist_shared_folder(tmp_path_factory) -> Path | None:
+    """The folder all test processes of this ``pytest -n`` session share, or None in a single process.
+
+    pytest-xdist gives each worker the base temporary folder ``<session's>/popen-gwN``; its parent
+    is the session's own (new for every run of the suite), so nothing carries over between runs.
+    """
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return None
+    return tmp_path_factory.getbasetemp().parent
+
+
+@contextlib.contextmanager
+def exclusive(lock_file: Path):
+    """Hold an exclusive lock on ``lock_file`` (one test process at a time; released if the holder dies)."""
+    import fcntl
+
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+#: Text files of a run folder that may name the folders it was trained with.
+_RUN_TEXT_SUFFIXES = {".json", ".md", ".csv", ".txt"}
+
+
+def _relocate_text(text: str, moves: dict[str, str]) -> str:
+    for old, new in moves.items():
+        text = text.replace(old, new)
+    return text
+
+
+def _adopt_smoke_run(store: Path, data_dir: Path, output_dir: Path):
+    """This process's copy of the run another test process trained, as if it had trained it here.
+
+    The run folder is copied (times kept) into this process's own outputs folder, and every path
+    of the training process's data and outputs folders, in the run's text files and in what the
+    command printed, becomes this process's (the times are kept there too: the card is still
+    older than the FINISHED marker). The settings and the command line are this process's own.
+    """
+    import json
+    from types import SimpleNamespace
+
+    from hello_dl.settings import load_settings
+
+    record = json.loads((store / "record.json").read_text())
+    moves = {record["output_dir"]: str(output_dir), record["data_dir"]: str(data_dir)}
+    shutil.copytree(store / "outputs", output_dir, dirs_exist_ok=True)
+    for path in output_dir.rglob("*"):
+        if path.is_file() and path.suffix in _RUN_TEXT_SUFFIXES:
+            text = path.read_text()
+            moved = _relocate_text(text, moves)
+            if moved != text:
+                stat = path.stat()
+                path.write_text(moved)
+                os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    values, argv = _smoke_run_command(data_dir, output_dir)
+    settings = load_settings("smoke", environ={}, **values)
+    runs = sorted(p for p in output_dir.iterdir() if p.is_dir())
+    return SimpleNamespace(run_dir=runs[-1] if runs else None, output=_relocate_text(record["output"], moves),
+                           exit_code=record["exit_code"], argv=argv, settings=settings, runs=runs)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(fetched_dataset, tmp_path_factory):
+    """ONE real training run (``hello-dl train --profile smoke``), shared by every test that needs one.
+
+    Returns a namespace with ``run_dir``, ``output`` (what the command printed), ``exit_code``,
+    ``argv`` and ``settings`` (the settings the run used).
+
+    Under ``pytest -n`` it is trained once for the whole session, not once per test process: the
+    first process to need it trains it (the others wait on a lock) and leaves a copy of its outputs
+    folder, what the command printed and its exit code in the session's shared folder; each other
+    process copies that run into its own outputs folder (see ``_adopt_smoke_run``), so every process
+    has a private run of its own, with its own data folder, as if it had trained it. A training
+    that raises leaves nothing behind, and the next process to need the run trains it itself.
+    """
+    import hashlib
+    import json
+
+    output_dir = tmp_path_factory.mktemp("runs")
+    shared = xdist_shared_folder(tmp_path_factory)
+    if shared is None:
+        return _train_smoke_run(fetched_dataset, output_dir)
+    key = hashlib.sha256(json.dumps(SMOKE_RUN_OVERRIDES, sort_keys=True).encode()).hexdigest()[:12]
+    store = shared / f"smoke-run-{key}"
+    with exclusive(shared / f"smoke-run-{key}.lock"):
+        if not (store / "record.json").is_file():
+            run = _train_smoke_run(fetched_dataset, output_dir)
+            shutil.rmtree(store, ignore_errors=True)
+            shutil.copytree(output_dir, store / "outputs")  # copy2: the files' times are kept
+            record = {"output": run.output, "exit_code": run.exit_code, "data_dir": str(fetched_dataset),
+                      "output_dir": str(output_dir)}
+            (store / "record.tmp").write_text(json.dumps(record))
+            os.replace(store / "record.tmp", store / "record.json")  # last: the copy is complete
+            return run
+    return _adopt_smoke_run(store, fetched_dataset, output_dir)
 
 
 # --- a web server on 127.0.0.1, and archives to serve ---------------------------------------------------
