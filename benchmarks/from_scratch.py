@@ -61,6 +61,7 @@ BEFORE_THE_SWITCH = {
     "image_size": 299, "batch_size": 5, "warmup_epochs": 5, "finetune_epochs": 5, "fine_tune_from": "mixed9",
     "learning_rate": 1e-4, "finetune_learning_rate": 1e-5, "bn_momentum_from_scratch": 0.5,
     "early_stopping_patience": 0, "early_stopping_start_epoch": 0, "shortcut_augmentation": False,
+    "normalize_each_image": False,
 }
 
 RECIPES: dict[str, dict] = {

@@ -183,6 +183,8 @@ def test_pretrained_model_keeps_imagenet_statistics_when_fine_tuned(inception_no
         saved_kernel = group[first][group[first].attrs["weight_names"][0]][()]
     assert np.array_equal(first_convolution.kernel.numpy(), saved_kernel)
     assert model_lib.keeps_batchnorm_statistics(model)
+    assert not settings.normalize_each_image  # ImageNet weights expect the plain [-1, 1] range
+    assert model_lib.NORMALIZE_LAYER not in [layer.name for layer in model.layers]
     assert "ImageNet" in model_lib.describe_start(settings)
     momenta = {layer.momentum for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)}
     assert momenta == {0.99}  # untouched: its statistics are not relearned
