@@ -140,10 +140,11 @@ def test_feature_maps_of_an_early_a_middle_and_a_late_block(model_150):
     # The maps are the block's own activations of this image (the model's layers before the base,
     # its scaling and, from scratch, its per-image normalisation, applied first).
     base = model_lib.base_model(model_150)
+    before_base = model_150.layers[1:model_150.layers.index(base)]
+    assert model_lib.NORMALIZE_LAYER in [layer.name for layer in before_base]
     scaled = image[None].astype("float32")
-    for layer in model_150.layers[1:model_150.layers.index(base)]:
+    for layer in before_base:
         scaled = keras.ops.convert_to_numpy(layer(scaled))
-    assert model_lib.NORMALIZE_LAYER in [layer.name for layer in model_150.layers[1:model_150.layers.index(base)]]
     probe = keras.Model(base.inputs, base.get_layer("mixed2").output)
     expected = np.asarray(probe.predict_on_batch(scaled))[0][..., middle.channels[0]]
     np.testing.assert_allclose(middle.maps[0], expected, rtol=1e-4, atol=1e-5)

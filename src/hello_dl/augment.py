@@ -221,17 +221,24 @@ class RandomFrame(_ShortcutLayer):
             top = tf.cast(tf.round(oy * tf.cast(height - ch, tf.float32)), tf.int32)
             left = tf.cast(tf.round(ox * tf.cast(width - cw, tf.float32)), tf.int32)
             window = tf.image.crop_to_bounding_box(image, top, left, ch, cw)
-            full = tf.image.resize(window, (height, width), method="bilinear", antialias=True)
-            if pad:
+
+            def stretched_window():
+                return tf.image.resize(window, (height, width), method="bilinear", antialias=True)
+
+            def padded_window():
                 scale = tf.minimum(h_f / tf.cast(ch, tf.float32), w_f / tf.cast(cw, tf.float32))
                 new_h = tf.clip_by_value(tf.cast(tf.round(tf.cast(ch, tf.float32) * scale), tf.int32), 1, height)
                 new_w = tf.clip_by_value(tf.cast(tf.round(tf.cast(cw, tf.float32) * scale), tf.int32), 1, width)
                 fitted = tf.image.resize(window, (new_h, new_w), method="bilinear", antialias=True)
-                framed = tf.image.pad_to_bounding_box(fitted, (height - new_h) // 2, (width - new_w) // 2,
-                                                      height, width)
-                framed = tf.where(stretch, full, framed)
+                return tf.image.pad_to_bounding_box(fitted, (height - new_h) // 2, (width - new_w) // 2,
+                                                    height, width)
+
+            if not pad:
+                framed = stretched_window()
+            elif self.stretch_share > 0:  # only the chosen way is computed for each image
+                framed = tf.cond(stretch, stretched_window, padded_window)
             else:
-                framed = full
+                framed = padded_window()
             framed = tf.ensure_shape(tf.clip_by_value(framed, 0.0, 255.0), image.shape)
             return tf.where(apply, framed, image)
 

@@ -40,8 +40,8 @@ if TYPE_CHECKING:  # pragma: no cover
 BASE_NAME = "inception_v3"
 FEATURES_LAYER = "features"  # the penultimate Dense layer (t-SNE uses its output)
 OUTPUT_LAYER = "probability"
-LAST_CONV_BLOCK = "mixed10"
-NORMALIZE_LAYER = "normalize_each_image"  # from scratch: each image to its own mean and spread  # InceptionV3's last convolutional block (Grad-CAM looks here)
+LAST_CONV_BLOCK = "mixed10"  # InceptionV3's last convolutional block (Grad-CAM looks here)
+NORMALIZE_LAYER = "normalize_each_image"  # from scratch: each image to its own mean and spread
 
 
 def strategy(devices: Sequence[str] | None = None) -> "tf.distribute.Strategy":
