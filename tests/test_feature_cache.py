@@ -109,6 +109,10 @@ def test_training_batches_are_stored_only_without_augmentation(settings_for, aug
     assert tuple(values.shape) == (settings.batch_size, 2048) and tuple(labels.shape) == (settings.batch_size, 1)
     (values, _), = phase.train.take(1)
     assert tuple(values.shape) == (settings.batch_size, 2048)  # augmented images reach the head as features too
+    if augment:
+        # The frozen layers run on one batch at a time: tf.data would otherwise run two batches
+        # through them at once (its default map_parallelization), competing for the same cores.
+        assert phase.train.options().experimental_optimization.map_parallelization is False
     model_module.unfreeze_base(network, from_layer=None)
     assert feature_cache.prepare_phase(network, data, settings, settings.finetune_learning_rate) is None
 
