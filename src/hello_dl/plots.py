@@ -61,7 +61,12 @@ def save_figure(figure: Figure, path: str | Path) -> Path:
     """Write ``figure`` to ``path`` atomically (:func:`hello_dl.runs.write_atomic`): never a half-written PNG."""
     path = Path(path)
     buffer = io.BytesIO()
-    figure.savefig(buffer, format=path.suffix.lstrip(".").lower() or "png")
+    kind = path.suffix.lstrip(".").lower() or "png"
+    # zlib's fastest level: a 65-image gallery (9 megapixels) is encoded in 0.5 s instead of
+    # 1.9 s at Pillow's default level 6, for a file about 13 % larger. Every run writes about ten
+    # figures, and on a room server each second is multiplied by the room (issue 18).
+    extra = {"pil_kwargs": {"compress_level": 1}} if kind == "png" else {}
+    figure.savefig(buffer, format=kind, **extra)
     return write_atomic(path, buffer.getvalue())
 
 
