@@ -246,7 +246,7 @@ def _one_batch_at_a_time() -> "tf.data.Options":
     and the fixed part is stateless: two batches then went through the frozen layers at once,
     competing for the same cores and the training step. Measured at 299 px on 2 cores (conference
     group 1A, phase 2): epochs of 6.5-11 s, about half of them slow; sequential, every epoch
-    6.5-7.3 s (7 epochs 52 s against 65 s), the same batches in the same order.
+    6.5-7.3 s (7 epochs 52-53 s against 57-65 s), the same batches in the same order.
     """
     import tensorflow as tf  # here, not at the top: TensorFlow takes seconds to load
 
