@@ -15,7 +15,7 @@ COMPAT_BIN    := $(COMPAT_VENV)/bin
 COMPAT_STAMP  := $(COMPAT_VENV)/.installed
 COMPAT_WHEELS := $(COMPAT_VENV)/wheels
 
-.PHONY: run test lab bench hub venv clean-venv help compat badges editions materials
+.PHONY: run test lab bench hub venv compat-venv clean-venv help compat badges editions materials
 
 help:
 	@echo "make run    - set up .venv, fetch + verify data, run the whole tutorial headless (PROFILE=$(PROFILE))"
@@ -60,6 +60,8 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+compat-venv: $(COMPAT_STAMP)
 
 $(COMPAT_STAMP): .ci/requirements-oldest.txt pyproject.toml scripts/install_kernel.py
 	@test -x $(COMPAT_BIN)/python || $(PYTHON) -m venv $(COMPAT_VENV)
